@@ -29,7 +29,7 @@ def duration_s(text: str) -> float:
     """Parse '90', '90s', '15m', '24h' or '2d' into seconds."""
     units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
     text = text.strip().lower()
-    scale = units.get(text[-1:], None)
+    scale = units.get(text[-1:])
     number = text[:-1] if scale else text
     try:
         value = float(number) * (scale or 1.0)

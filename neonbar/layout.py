@@ -170,12 +170,15 @@ class _Reader:
             raise LayoutError(f"{where} must be a table")
         self.table, self.where = table, where
 
-    def num(self, key: str, default: float | None = None, lo: float = -1e4, hi: float = 1e4) -> float:
+    def num(
+        self, key: str, default: float | None = None, lo: float = -1e4, hi: float = 1e4
+    ) -> float:
         value = self.table.get(key, default)
         if value is None:
             raise LayoutError(f"{self.where}: missing {key}")
         if not _is_num(value) or not lo <= value <= hi:
-            raise LayoutError(f"{self.where}: {key} must be a number in [{lo}, {hi}], not {value!r}")
+            shown = f"[{lo:g}, {hi:g}]"
+            raise LayoutError(f"{self.where}: {key} must be a number in {shown}, not {value!r}")
         return float(value)
 
     def pair(self, key: str) -> tuple[float, float]:
