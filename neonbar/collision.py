@@ -1,0 +1,616 @@
+"""Avatar collision on the floor plane: one vectorized solver shared by client and server.
+
+Units: metres. The floor plane is x (east) / y (north), as in scenes/bar.toml. Avatars are discs of
+radius ``radius_m``; positions and moves are ``(N, 2)`` float64 arrays of avatar centres.
+
+Configuration space. Every static obstacle is inflated by the avatar radius, so an avatar becomes a
+point. Everything is one primitive, an oriented *rounded box*: a rectangle of half extents
+``(hx, hy)`` swept by a disc of radius ``rho``. A furniture box has ``rho = r``; round furniture of
+radius R has ``hx = hy = 0, rho = R + r``; a wall segment of thickness t is a capsule with
+``hy = 0, rho = t / 2 + r``; the room's outer walls are thick boxes around the floor, so the free
+floor for a centre is ``|x| <= half_x - r, |y| <= half_y - r``.
+
+``solve_moves`` is collide-and-slide with exact ray casts, so it is continuous without sub-steps:
+each avatar travels along its move until the first hit with any inflated obstacle, stops a skin
+(``CONTACT_SKIN_M``) short of it, drops the normal component of the rest of the move and carries on
+along the surface, up to ``MAX_SLIDES`` times per call. When the avatar touches two surfaces at
+once (a corner, a gap between two stools) the rest of the move is projected onto the cone of
+directions that leave both, which is zero when the corner faces the move: no jitter, no sticky
+corner. A move of any length is cast whole, so nothing tunnels, and an avatar only ever advances
+along segments that were proven free, so a result is never inside geometry.
+
+Speed. A clearance grid (a lower bound of the distance to the nearest obstacle per cell) lets every
+move that cannot reach an obstacle skip the ray cast; the others go through an AABB broad phase
+against every obstacle and an exact narrow phase on the candidate pairs only.
+
+Determinism. The solver uses only elementwise IEEE operations (``+ - * /``, ``sqrt``, ``min``,
+``max``) per (avatar, obstacle) pair, and nothing in ``solve_moves`` mixes avatars: one avatar
+solved alone (client prediction) gives a bit-identical result to the same avatar solved in a batch
+(server authority). ``separate`` couples avatars by design, so only the server runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from neonbar.layout import Layout, Segment
+
+# How far short of a surface a slide stops (m): far above float64 rounding at bar scale (~1e-15 m),
+# far below anything visible.
+CONTACT_SKIN_M = 1e-4
+# A surface within this distance (m) still counts as touched when the next one is hit.
+CONTACT_M = 10 * CONTACT_SKIN_M
+# Slides per avatar and call: two are enough for a corner; the rest serve long moves past several
+# pieces of furniture. A move that still has length left after them ends there, for this tick.
+MAX_SLIDES = 6
+# Grazing hits stop at most this many skins back along the ray instead of skin / cos(angle), so a
+# ray that brushes a rounded corner still gets (almost) all of its length.
+_MAX_BACKOFF_SKINS = 20.0
+# Depenetration: projections onto the nearest surface before falling back to the nearest free cell.
+_DEPENETRATE_ROUNDS = 8
+_FLOAT = np.float64
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One obstacle as drawn: a rectangle of half extents (hx, hy) swept by a disc of radius_m.
+
+    A box has radius_m = 0, a circle hx = hy = 0, a wall segment of thickness t hy = 0 and
+    radius_m = t / 2. (ux, uy) is the unit vector of the shape's local x axis.
+    """
+
+    kind: str
+    cx: float
+    cy: float
+    ux: float
+    uy: float
+    hx: float
+    hy: float
+    radius_m: float
+
+    def outline(self, inflate_m: float = 0.0, points_per_arc: int = 8) -> np.ndarray:
+        """Closed outline, counter-clockwise, as a (K, 2) array (m); grown by inflate_m.
+
+        With inflate_m = the avatar radius this is the boundary the avatar centre cannot cross.
+        """
+        rho = self.radius_m + inflate_m
+        corners = (
+            (self.hx, self.hy),
+            (-self.hx, self.hy),
+            (-self.hx, -self.hy),
+            (self.hx, -self.hy),
+        )
+        points: list[tuple[float, float]] = []
+        for k, (qx, qy) in enumerate(corners):
+            if rho <= 0:
+                points.append((qx, qy))
+                continue
+            for i in range(points_per_arc + 1):
+                a = (k + i / points_per_arc) * math.pi / 2
+                points.append((qx + rho * math.cos(a), qy + rho * math.sin(a)))
+        local = np.array(points, dtype=_FLOAT)
+        x = self.cx + local[:, 0] * self.ux - local[:, 1] * self.uy
+        y = self.cy + local[:, 0] * self.uy + local[:, 1] * self.ux
+        return np.stack([x, y], axis=1)
+
+
+def _segment_shape(seg: Segment, kind: str = "wall") -> Shape:
+    dx, dy = seg.x1 - seg.x0, seg.y1 - seg.y0
+    length = math.sqrt(dx * dx + dy * dy)
+    ux, uy = (dx / length, dy / length) if length > 0 else (1.0, 0.0)
+    return Shape(
+        kind, (seg.x0 + seg.x1) / 2, (seg.y0 + seg.y1) / 2, ux, uy, length / 2, 0.0,
+        seg.thickness_m / 2,
+    )  # fmt: skip
+
+
+def _outer_walls(layout: Layout, thickness_m: float) -> list[Shape]:
+    """The outer walls as boxes whose inner faces are the room's bounds, overlapping at corners."""
+    hx, hy, t = layout.half_x, layout.half_y, thickness_m
+    return [
+        Shape("wall", 0.0, hy + t / 2, 1.0, 0.0, hx + t, t / 2, 0.0),  # north
+        Shape("wall", 0.0, -hy - t / 2, 1.0, 0.0, hx + t, t / 2, 0.0),  # south
+        Shape("wall", hx + t / 2, 0.0, 1.0, 0.0, t / 2, hy + t, 0.0),  # east
+        Shape("wall", -hx - t / 2, 0.0, 1.0, 0.0, t / 2, hy + t, 0.0),  # west
+    ]
+
+
+def _as_points(pos: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(pos, dtype=_FLOAT)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name} must be an (N, 2) array of metres, not shape {arr.shape}")
+    return arr
+
+
+class CollisionWorld:
+    """The static obstacles of one layout, prepared for avatars of one radius.
+
+    Args:
+        layout: the bar (outer walls, boxes, circles).
+        radius_m: avatar radius in metres.
+        extra_walls: wall segments at any angle inside the room (partitions, test rigs).
+        cell_m: clearance grid cell size in metres (speed only; results do not depend on it).
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        radius_m: float = 0.3,
+        extra_walls: Sequence[Segment] = (),
+        cell_m: float = 0.25,
+    ) -> None:
+        if not (radius_m > 0 and math.isfinite(radius_m)):
+            raise ValueError(f"radius_m must be a positive number of metres, not {radius_m!r}")
+        self.layout = layout
+        self.radius_m = float(radius_m)
+        drawn = _outer_walls(layout, layout.wall_thickness_m)
+        drawn += [Shape(b.kind, b.cx, b.cy, 1.0, 0.0, b.hx, b.hy, 0.0) for b in layout.boxes]
+        drawn += [Shape(c.kind, c.cx, c.cy, 1.0, 0.0, 0.0, 0.0, c.radius_m) for c in layout.circles]
+        drawn += [_segment_shape(s) for s in extra_walls]
+        self._drawn = tuple(drawn)
+        # The solver's outer walls are as thick as the room is wide: whatever a bad correction does,
+        # the nearest free point of a position beyond a wall is back inside the room.
+        thick = 2 * max(layout.width_m, layout.depth_m)
+        solid = _outer_walls(layout, thick) + list(drawn[4:])
+        self._cx = np.array([s.cx for s in solid], dtype=_FLOAT)
+        self._cy = np.array([s.cy for s in solid], dtype=_FLOAT)
+        self._ux = np.array([s.ux for s in solid], dtype=_FLOAT)
+        self._uy = np.array([s.uy for s in solid], dtype=_FLOAT)
+        self._hx = np.array([s.hx for s in solid], dtype=_FLOAT)
+        self._hy = np.array([s.hy for s in solid], dtype=_FLOAT)
+        self._rho = np.array([s.radius_m for s in solid], dtype=_FLOAT) + self.radius_m
+        # World-axis half extents of each inflated obstacle, for the broad phase.
+        ex = np.abs(self._ux) * self._hx + np.abs(self._uy) * self._hy + self._rho
+        ey = np.abs(self._uy) * self._hx + np.abs(self._ux) * self._hy + self._rho
+        self._x0, self._x1 = self._cx - ex, self._cx + ex
+        self._y0, self._y1 = self._cy - ey, self._cy + ey
+        # Free region for a centre, used to clamp far-off positions before depenetration.
+        self.bounds_m = (
+            -layout.half_x + self.radius_m,
+            layout.half_x - self.radius_m,
+            -layout.half_y + self.radius_m,
+            layout.half_y - self.radius_m,
+        )
+        self._build_clearance_grid(float(cell_m))
+
+    # ------------------------------------------------------------------ description
+    def shapes(self) -> tuple[Shape, ...]:
+        """Every obstacle as it stands (outer walls at the layout's thickness), for drawing.
+
+        ``shape.outline(world.radius_m)`` is the line an avatar's centre cannot cross.
+        """
+        return self._drawn
+
+    # ------------------------------------------------------------------ queries
+    def distance(self, pos: np.ndarray) -> np.ndarray:
+        """Gap (m) between each avatar's edge and the nearest obstacle; negative if overlapping."""
+        p = _as_points(pos, "pos")
+        out = np.full(len(p), np.inf)
+        for start in range(0, len(p), 2048):
+            chunk = p[start : start + 2048]
+            j = np.arange(len(self._cx))
+            d, _, _ = self._sdf(chunk[:, 0:1], chunk[:, 1:2], j[None, :])
+            out[start : start + len(chunk)] = d.min(axis=1)
+        return out
+
+    def is_free(self, pos: np.ndarray) -> np.ndarray:
+        """True where an avatar at pos touches no obstacle (contact allowed)."""
+        return self.distance(pos) >= 0.0
+
+    # ------------------------------------------------------------------ moves
+    def solve_moves(self, pos: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """Move every avatar by its delta (m), sliding along what it hits; returns new positions.
+
+        Args:
+            pos: (N, 2) avatar centres (m). Positions inside geometry are first freed with
+                ``depenetrate``.
+            delta: (N, 2) intended moves (m), any length. Non-finite rows count as no move.
+
+        Each row's result depends only on that row (and the layout), bit for bit.
+        """
+        p = _as_points(pos, "pos")
+        d = _as_points(delta, "delta")
+        if p.shape != d.shape:
+            raise ValueError(f"pos {p.shape} and delta {d.shape} must have the same shape")
+        if not np.isfinite(p).all():
+            raise ValueError("pos holds NaN or infinite coordinates")
+        p = p.copy()
+        rem = np.where(np.isfinite(d).all(axis=1, keepdims=True), d, 0.0)
+        length2 = rem[:, 0] * rem[:, 0] + rem[:, 1] * rem[:, 1]
+
+        # Moves shorter than the cell's clearance cannot reach anything: no ray cast needed.
+        clear = self._clearance_at(p[:, 0], p[:, 1])
+        fast = (clear > 0) & (length2 < clear * clear)
+        p[fast] += rem[fast]
+        slow = np.flatnonzero(~fast & (length2 > 0))
+        if len(slow) == 0:
+            return p
+        ps = p[slow]
+        unsure = clear[slow] <= 0
+        if unsure.any():
+            ps[unsure] = self._depenetrate_points(ps[unsure])
+        p[slow] = self._slide(ps, rem[slow])
+        return p
+
+    def _slide(self, p: np.ndarray, rem: np.ndarray) -> np.ndarray:
+        n = len(p)
+        prev_j = np.full(n, -1)  # the surface touched by the previous slide, if any
+        for _ in range(MAX_SLIDES):
+            live = np.flatnonzero(rem[:, 0] * rem[:, 0] + rem[:, 1] * rem[:, 1] > 0)
+            if len(live) == 0:
+                break
+            ox, oy = p[live, 0], p[live, 1]
+            dx, dy = rem[live, 0], rem[live, 1]
+            t, j = self._first_hit(ox, oy, dx, dy)
+            hit = t <= 1.0
+            miss = live[~hit]
+            p[miss] += rem[miss]
+            rem[miss] = 0.0
+            if not hit.any():
+                break
+            a = live[hit]
+            ox, oy, dx, dy, t, j = ox[hit], oy[hit], dx[hit], dy[hit], t[hit], j[hit]
+            _, nx, ny = self._sdf(ox + t * dx, oy + t * dy, j)
+            length = np.sqrt(dx * dx + dy * dy)
+            cos = -(dx * nx + dy * ny) / length
+            backoff = CONTACT_SKIN_M / np.maximum(cos, 1.0 / _MAX_BACKOFF_SKINS)
+            ts = np.maximum(t - backoff / length, 0.0)
+            p[a, 0] = ox + ts * dx
+            p[a, 1] = oy + ts * dy
+            mx, my = dx - ts * dx, dy - ts * dy
+            # The previous surface still touched, if any, forms a crease with this one.
+            pj = prev_j[a]
+            has_prev = (pj >= 0) & (pj != j)
+            qx, qy = np.zeros(len(a)), np.zeros(len(a))
+            if has_prev.any():
+                k = np.flatnonzero(has_prev)
+                sd, gx, gy = self._sdf(p[a[k], 0], p[a[k], 1], pj[k])
+                touching = sd < CONTACT_M
+                qx[k] = np.where(touching, gx, 0.0)
+                qy[k] = np.where(touching, gy, 0.0)
+            rem[a, 0], rem[a, 1] = _leave_both(mx, my, nx, ny, qx, qy)
+            prev_j[a] = j
+        return p
+
+    def _first_hit(
+        self, ox: np.ndarray, oy: np.ndarray, dx: np.ndarray, dy: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Earliest hit fraction t in [0, 1] along each move (inf if none) and the obstacle hit."""
+        ex, ey = ox + dx, oy + dy
+        lo_x, hi_x = np.minimum(ox, ex), np.maximum(ox, ex)
+        lo_y, hi_y = np.minimum(oy, ey), np.maximum(oy, ey)
+        near = (
+            (hi_x[:, None] >= self._x0)
+            & (lo_x[:, None] <= self._x1)
+            & (hi_y[:, None] >= self._y0)
+            & (lo_y[:, None] <= self._y1)
+        )
+        i, j = np.nonzero(near)
+        t_best = np.full(len(ox), np.inf)
+        j_best = np.full(len(ox), -1)
+        if len(i) == 0:
+            return t_best, j_best
+        t = self._ray_cast(ox[i], oy[i], dx[i], dy[i], j)
+        keep = t <= 1.0
+        i, j, t = i[keep], j[keep], t[keep]
+        if len(i) == 0:
+            return t_best, j_best
+        # Per avatar, the earliest hit; ties go to the lower obstacle index (lexsort is stable).
+        order = np.lexsort((t, i))
+        i, j, t = i[order], j[order], t[order]
+        first = np.ones(len(i), dtype=bool)
+        first[1:] = i[1:] != i[:-1]
+        t_best[i[first]] = t[first]
+        j_best[i[first]] = j[first]
+        return t_best, j_best
+
+    def _local(
+        self, px: np.ndarray, py: np.ndarray, j: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        rx, ry = px - self._cx[j], py - self._cy[j]
+        ux, uy = self._ux[j], self._uy[j]
+        return rx * ux + ry * uy, ry * ux - rx * uy
+
+    def _sdf(
+        self, px: np.ndarray, py: np.ndarray, j: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Signed distance (m) from point to inflated obstacle j, and its unit gradient (world)."""
+        qx, qy = self._local(px, py, j)
+        hx, hy, rho = self._hx[j], self._hy[j], self._rho[j]
+        ax, ay = np.abs(qx) - hx, np.abs(qy) - hy
+        ox, oy = np.maximum(ax, 0.0), np.maximum(ay, 0.0)
+        out = np.sqrt(ox * ox + oy * oy)
+        dist = out + np.minimum(np.maximum(ax, ay), 0.0) - rho
+        sx, sy = np.where(qx >= 0, 1.0, -1.0), np.where(qy >= 0, 1.0, -1.0)
+        corner = (ax > 0) & (ay > 0)
+        safe = np.where(corner, out, 1.0)
+        x_face = ax >= ay
+        gx = np.where(corner, sx * ox / safe, np.where(x_face, sx, 0.0))
+        gy = np.where(corner, sy * oy / safe, np.where(x_face, 0.0, sy))
+        ux, uy = self._ux[j], self._uy[j]
+        return dist, gx * ux - gy * uy, gx * uy + gy * ux
+
+    def _ray_cast(
+        self, ox: np.ndarray, oy: np.ndarray, dx: np.ndarray, dy: np.ndarray, j: np.ndarray
+    ) -> np.ndarray:
+        """Entry fraction t of the segment o -> o + d into inflated obstacle j; inf when it misses.
+
+        A segment that starts inside (rounding, a quantized correction) hits at t = 0 if it heads
+        deeper, and is let go if it heads out.
+        """
+        qx, qy = self._local(ox, oy, j)
+        ux, uy = self._ux[j], self._uy[j]
+        ex, ey = dx * ux + dy * uy, dy * ux - dx * uy
+        hx, hy, rho = self._hx[j], self._hy[j], self._rho[j]
+        # Slab test against the obstacle's bounding rectangle (core grown by rho).
+        t_in, t_out = _slab(qx, ex, hx + rho)
+        t_in_y, t_out_y = _slab(qy, ey, hy + rho)
+        t_in, t_out = np.maximum(t_in, t_in_y), np.minimum(t_out, t_out_y)
+        enters = (t_in <= t_out) & (t_out >= 0) & (t_in <= 1.0)
+        t0 = np.where(enters, np.maximum(t_in, 0.0), 0.0)
+        t = np.where(enters, t0, np.inf)
+        # Entering through a corner square: the rounded corner decides (miss it, miss the shape).
+        cx_, cy_ = qx + t0 * ex, qy + t0 * ey
+        corner = np.isfinite(t) & (np.abs(cx_) > hx) & (np.abs(cy_) > hy)
+        if corner.any():
+            k = np.flatnonzero(corner)
+            wx = qx[k] - np.where(cx_[k] >= 0, hx[k], -hx[k])
+            wy = qy[k] - np.where(cy_[k] >= 0, hy[k], -hy[k])
+            a = ex[k] * ex[k] + ey[k] * ey[k]
+            b = wx * ex[k] + wy * ey[k]
+            c = wx * wx + wy * wy - rho[k] * rho[k]
+            disc = b * b - a * c
+            root = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
+            t[k] = np.where((disc >= 0) & (root >= 0) & (root <= 1.0), root, np.inf)
+        # Starting inside: block only moves that go deeper.
+        dist, gx, gy = self._sdf(ox, oy, j)
+        inside = dist < 0
+        if inside.any():
+            deeper = dx * gx + dy * gy < 0
+            t = np.where(inside, np.where(deeper, 0.0, np.inf), t)
+        return t
+
+    # ------------------------------------------------------------------ freeing
+    def depenetrate(self, pos: np.ndarray) -> np.ndarray:
+        """Move every avatar that overlaps geometry to (about) the nearest free point.
+
+        Free avatars are returned unchanged. Positions beyond the outer walls come back inside.
+        """
+        p = _as_points(pos, "pos")
+        if not np.isfinite(p).all():
+            raise ValueError("pos holds NaN or infinite coordinates")
+        p = p.copy()
+        clear = self._clearance_at(p[:, 0], p[:, 1])
+        unsure = np.flatnonzero(~(clear > 0))
+        if len(unsure):
+            p[unsure] = self._depenetrate_points(p[unsure])
+        return p
+
+    def _depenetrate_points(self, p: np.ndarray) -> np.ndarray:
+        p = p.copy()
+        # Beyond the walls' reach the obstacles say nothing: bring those points into the room.
+        x0, x1, y0, y1 = self.bounds_m
+        margin = 2 * CONTACT_SKIN_M
+        out_x = (p[:, 0] < x0) | (p[:, 0] > x1)
+        out_y = (p[:, 1] < y0) | (p[:, 1] > y1)
+        p[out_x, 0] = np.clip(p[out_x, 0], x0 + margin, x1 - margin)
+        p[out_y, 1] = np.clip(p[out_y, 1], y0 + margin, y1 - margin)
+        todo = np.arange(len(p))
+        for _ in range(_DEPENETRATE_ROUNDS):
+            dist, gx, gy = self._deepest(p[todo, 0], p[todo, 1])
+            inside = dist < 0
+            todo, dist, gx, gy = todo[inside], dist[inside], gx[inside], gy[inside]
+            if len(todo) == 0:
+                return p
+            push = CONTACT_SKIN_M - dist
+            p[todo, 0] += gx * push
+            p[todo, 1] += gy * push
+        # Pockets where projections ping-pong (a gap narrower than an avatar): start from the
+        # nearest free grid point and slide from there back toward the stuck point.
+        dist, _, _ = self._deepest(p[todo, 0], p[todo, 1])
+        todo = todo[dist < 0]
+        if len(todo) == 0:
+            return p
+        free = self._free_points
+        start = np.empty((len(todo), 2))
+        for n, k in enumerate(todo):
+            d2 = (free[:, 0] - p[k, 0]) ** 2 + (free[:, 1] - p[k, 1]) ** 2
+            start[n] = free[int(np.argmin(d2))]
+        p[todo] = self._slide(start, p[todo] - start)
+        return p
+
+    def _deepest(self, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Most negative signed distance (m) over the obstacles whose box holds each point.
+
+        +inf where no obstacle's box holds the point.
+        """
+        near = (
+            (px[:, None] >= self._x0)
+            & (px[:, None] <= self._x1)
+            & (py[:, None] >= self._y0)
+            & (py[:, None] <= self._y1)
+        )
+        i, j = np.nonzero(near)
+        best = np.full(len(px), np.inf)
+        gx_best, gy_best = np.zeros(len(px)), np.zeros(len(px))
+        if len(i) == 0:
+            return best, gx_best, gy_best
+        dist, gx, gy = self._sdf(px[i], py[i], j)
+        order = np.lexsort((dist, i))
+        i, dist, gx, gy = i[order], dist[order], gx[order], gy[order]
+        first = np.ones(len(i), dtype=bool)
+        first[1:] = i[1:] != i[:-1]
+        best[i[first]] = dist[first]
+        gx_best[i[first]], gy_best[i[first]] = gx[first], gy[first]
+        return best, gx_best, gy_best
+
+    # ------------------------------------------------------------------ crowd
+    def separate(
+        self,
+        pos: np.ndarray,
+        iterations: int = 2,
+        stiffness: float = 0.5,
+        max_push_m: float | None = None,
+    ) -> np.ndarray:
+        """Push overlapping avatars apart a little, then resolve against the walls.
+
+        Each iteration corrects ``stiffness`` of every overlap (shared by the two avatars), at most
+        ``max_push_m`` per avatar (default: half the radius), so a crowd relaxes over a few ticks
+        instead of snapping. The push goes through ``solve_moves``: nobody ends up in a wall.
+        """
+        p = _as_points(pos, "pos").copy()
+        limit = self.radius_m / 2 if max_push_m is None else float(max_push_m)
+        for _ in range(iterations):
+            push = _crowd_push(p, self.radius_m) * stiffness
+            size = np.sqrt(push[:, 0] * push[:, 0] + push[:, 1] * push[:, 1])
+            scale = np.where(size > limit, limit / np.maximum(size, 1e-300), 1.0)
+            push *= scale[:, None]
+            moving = size > 0
+            if not moving.any():
+                break
+            p[moving] = self.solve_moves(p[moving], push[moving])
+        return p
+
+    def spawn_point(
+        self,
+        rng: np.random.Generator,
+        near: tuple[float, float] | None = None,
+        radius_m: float | None = None,
+        occupied: np.ndarray | None = None,
+        attempts: int = 256,
+    ) -> np.ndarray:
+        """A free floor point (m) within radius_m of near, clear of the avatars in occupied.
+
+        Defaults to the layout's spawn circle. Falls back to the nearest free point to near.
+        """
+        cx, cy = self.layout.spawn if near is None else near
+        spread = self.layout.spawn_radius_m if radius_m is None else radius_m
+        r = spread * np.sqrt(rng.random(attempts))
+        a = rng.random(attempts) * (2 * math.pi)
+        cand = np.stack([cx + r * np.cos(a), cy + r * np.sin(a)], axis=1)
+        ok = self.distance(cand) >= CONTACT_SKIN_M
+        if occupied is not None and len(occupied):
+            occ = _as_points(occupied, "occupied")
+            gap2 = ((cand[:, None, :] - occ[None, :, :]) ** 2).sum(axis=2).min(axis=1)
+            ok &= gap2 >= (2 * self.radius_m) ** 2
+        if ok.any():
+            return cand[int(np.argmax(ok))]
+        return self.depenetrate(np.array([[cx, cy]], dtype=_FLOAT))[0]
+
+    # ------------------------------------------------------------------ clearance grid
+    def _build_clearance_grid(self, cell_m: float) -> None:
+        lay = self.layout
+        self._cell_m = cell_m
+        self._grid_x0, self._grid_y0 = -lay.half_x, -lay.half_y
+        self._nx = max(1, math.ceil(lay.width_m / cell_m))
+        self._ny = max(1, math.ceil(lay.depth_m / cell_m))
+        xs = self._grid_x0 + (np.arange(self._nx) + 0.5) * cell_m
+        ys = self._grid_y0 + (np.arange(self._ny) + 0.5) * cell_m
+        gx, gy = np.meshgrid(xs, ys, indexing="ij")
+        centres = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        dist = self.distance(centres)
+        # The distance is 1-Lipschitz, so the centre's value minus half a diagonal bounds the cell;
+        # another skin of margin keeps the shortcut away from ties with the exact ray cast.
+        half_diag = cell_m * math.sqrt(0.5)
+        self._clearance = (dist - half_diag - CONTACT_SKIN_M).reshape(self._nx, self._ny)
+        self._free_points = centres[dist >= CONTACT_SKIN_M]
+        if len(self._free_points) == 0:
+            raise ValueError("the layout leaves no free floor for an avatar of this radius")
+
+    def _clearance_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Lower bound (m) of the free distance around each point; <= 0 means unknown."""
+        fx = (x - self._grid_x0) / self._cell_m
+        fy = (y - self._grid_y0) / self._cell_m
+        inside = (fx >= 0) & (fx < self._nx) & (fy >= 0) & (fy < self._ny)
+        ix = np.clip(fx, 0, self._nx - 1).astype(np.intp)
+        iy = np.clip(fy, 0, self._ny - 1).astype(np.intp)
+        return np.where(inside, self._clearance[ix, iy], -1.0)
+
+
+def _slab(q: np.ndarray, e: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit fractions of the line q + t e through |x| <= half (±inf when parallel)."""
+    parallel = e == 0
+    safe = np.where(parallel, 1.0, e)
+    t1, t2 = (-half - q) / safe, (half - q) / safe
+    t_in, t_out = np.minimum(t1, t2), np.maximum(t1, t2)
+    within = np.abs(q) <= half
+    t_in = np.where(parallel, np.where(within, -np.inf, np.inf), t_in)
+    t_out = np.where(parallel, np.where(within, np.inf, -np.inf), t_out)
+    return t_in, t_out
+
+
+def _leave_both(
+    mx: np.ndarray,
+    my: np.ndarray,
+    nx: np.ndarray,
+    ny: np.ndarray,
+    qx: np.ndarray,
+    qy: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Closest move to m that does not head into the surface n nor the touched surface q.
+
+    q = 0 where there is no second contact. In 2D the answer is m itself, m slid along one of the
+    two surfaces, or nothing (a corner that faces the move).
+    """
+    mn, mq = mx * nx + my * ny, mx * qx + my * qy
+    # Slide along n (drop the part of m that heads into it).
+    ax = np.where(mn < 0, mx - mn * nx, mx)
+    ay = np.where(mn < 0, my - mn * ny, my)
+    a_ok = ax * qx + ay * qy >= 0
+    # Slide along q instead.
+    bx = np.where(mq < 0, mx - mq * qx, mx)
+    by = np.where(mq < 0, my - mq * qy, my)
+    b_ok = bx * nx + by * ny >= 0
+    # Prefer the slide that keeps more of the move (the smaller correction).
+    use_a = a_ok & (~b_ok | (np.abs(np.minimum(mn, 0.0)) <= np.abs(np.minimum(mq, 0.0))))
+    use_b = ~use_a & b_ok
+    rx = np.where(use_a, ax, np.where(use_b, bx, 0.0))
+    ry = np.where(use_a, ay, np.where(use_b, by, 0.0))
+    return rx, ry
+
+
+def _crowd_push(p: np.ndarray, radius_m: float) -> np.ndarray:
+    """Half of each pairwise overlap (m) as a push per avatar, via a uniform grid of 2r cells."""
+    n = len(p)
+    push = np.zeros((n, 2))
+    if n < 2:
+        return push
+    reach = 2 * radius_m
+    cell = np.floor(p / reach).astype(np.int64)
+    span = np.int64(1 << 21)  # cells per row; keys stay unique for floors up to ~600 km
+    keys = (cell[:, 0] + span // 2) * span + (cell[:, 1] + span // 2)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    offsets = np.array([dx * span + dy for dx in (-1, 0, 1) for dy in (-1, 0, 1)], dtype=np.int64)
+    wanted = (keys[:, None] + offsets[None, :]).ravel()
+    lo = np.searchsorted(sorted_keys, wanted, side="left")
+    hi = np.searchsorted(sorted_keys, wanted, side="right")
+    counts = hi - lo
+    total = int(counts.sum())
+    if total == 0:
+        return push
+    owner = np.repeat(np.repeat(np.arange(n), 9), counts)
+    starts = np.repeat(lo, counts)
+    run_start = np.repeat(np.cumsum(counts) - counts, counts)
+    other = order[starts + (np.arange(total) - run_start)]
+    pair = owner < other
+    i, j = owner[pair], other[pair]
+    dx, dy = p[i, 0] - p[j, 0], p[i, 1] - p[j, 1]
+    dist2 = dx * dx + dy * dy
+    close = dist2 < reach * reach
+    i, j, dx, dy, dist2 = i[close], j[close], dx[close], dy[close], dist2[close]
+    if len(i) == 0:
+        return push
+    dist = np.sqrt(dist2)
+    # Two avatars on the same spot: split them east-west, lower index to the east.
+    same = dist == 0
+    ux = np.where(same, 1.0, dx / np.where(same, 1.0, dist))
+    uy = np.where(same, 0.0, dy / np.where(same, 1.0, dist))
+    half = (reach - dist) / 2
+    push[:, 0] = np.bincount(i, ux * half, n) - np.bincount(j, ux * half, n)
+    push[:, 1] = np.bincount(i, uy * half, n) - np.bincount(j, uy * half, n)
+    return push
