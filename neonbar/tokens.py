@@ -1,0 +1,181 @@
+"""Invite tokens and join links.
+
+A token is `<payload>.<signature>`, both base64url without padding. The payload is compact JSON
+{"r": room, "o": role, "n": name or null, "e": expiry (unix seconds), "j": nonce}; the signature
+is HMAC-SHA256 of the payload text under the server's secret. Whoever holds the secret can mint
+tokens offline (`neonbar invite`), and the server needs no table of issued invites.
+
+The secret comes from the environment (NEONBAR_SECRET) or `<data>/secret.key`, created with mode
+0600 the first time it is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
+
+from neonbar.errors import UserError
+from neonbar.protocol import MAX_NAME_CHARS, MAX_ROOM_CHARS, ROLES, CloseCode
+
+SECRET_ENV = "NEONBAR_SECRET"
+SECRET_FILE = "secret.key"
+_SECRET_BYTES = 32
+
+
+class TokenError(Exception):
+    """A token the server refuses; `close_code` is the WebSocket close code to use."""
+
+    def __init__(self, close_code: CloseCode, message: str) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class Invite:
+    room: str
+    role: str
+    name: str | None
+    expires_s: float  # unix time
+    nonce: str
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def load_secret(data_dir: str | Path, create: bool = True) -> bytes:
+    """The signing secret: $NEONBAR_SECRET, else <data_dir>/secret.key (created 0600)."""
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return env.encode("utf-8")
+    path = Path(data_dir) / SECRET_FILE
+    try:
+        secret = path.read_bytes().strip()
+    except FileNotFoundError:
+        if not create:
+            msg = f"no invite secret: {path} does not exist and ${SECRET_ENV} is unset"
+            raise UserError(msg) from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_hex(_SECRET_BYTES).encode("ascii")
+        # O_EXCL + 0600 at creation: the key is never readable by others, not even briefly,
+        # and two processes starting together cannot overwrite each other's key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as f:
+            f.write(secret + b"\n")
+    except OSError as exc:
+        raise UserError(f"cannot read the invite secret {path}: {exc.strerror}") from None
+    if len(secret) < 16:
+        raise UserError(f"the invite secret in {path} is too short (at least 16 characters)")
+    return secret
+
+
+def mint(
+    secret: bytes,
+    room: str,
+    role: str,
+    name: str | None = None,
+    ttl_s: float = 86400.0,
+    now_s: float | None = None,
+) -> str:
+    """Sign a new invite token."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    now_s = time.time() if now_s is None else now_s
+    body = {"r": room, "o": role, "n": name, "e": int(now_s + ttl_s), "j": secrets.token_hex(8)}
+    payload = _b64encode(json.dumps(body, separators=(",", ":")).encode("utf-8"))
+    sig = hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest()
+    return f"{payload}.{_b64encode(sig)}"
+
+
+def verify(secret: bytes, token: str, now_s: float | None = None) -> Invite:
+    """Check a token's signature and expiry. Raises TokenError (4401 forged, 4402 expired)."""
+    forged = TokenError(CloseCode.AUTH_FAILED, "invite token is not valid")
+    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
+        raise forged
+    payload, sig_text = token.split(".")
+    try:
+        sig = _b64decode(sig_text)
+        payload_ascii = payload.encode("ascii")
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise forged from None
+    expected = hmac.new(secret, payload_ascii, hashlib.sha256).digest()
+    if not hmac.compare_digest(sig, expected):
+        raise forged
+    try:
+        body = json.loads(_b64decode(payload))
+        invite = Invite(
+            room=str(body["r"]),
+            role=str(body["o"]),
+            name=None if body.get("n") is None else str(body["n"]),
+            expires_s=float(body["e"]),
+            nonce=str(body.get("j", "")),
+        )
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise forged from None
+    if invite.role not in ROLES:
+        raise forged
+    now_s = time.time() if now_s is None else now_s
+    if now_s >= invite.expires_s:
+        raise TokenError(CloseCode.TOKEN_EXPIRED, "invite token has expired")
+    return invite
+
+
+# ------------------------------------------------------------------------------- join links
+
+
+def join_link(server_url: str, room: str, token: str | None = None) -> str:
+    """`ws://H:P/?room=R&token=T`: everything a client needs to join, in one string."""
+    parts = urlsplit(server_url)
+    query = {"room": room}
+    if token:
+        query["token"] = token
+    return urlunsplit(
+        (parts.scheme, parts.netloc, parts.path or "/", urlencode(query, quote_via=quote), "")
+    )
+
+
+def parse_join_link(text: str) -> tuple[str, str | None, str | None]:
+    """Split a join link (or a bare ws://H:P) into (server_url, room or None, token or None)."""
+    text = text.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise UserError(f"{text!r} is not a server address; expected ws://HOST:PORT")
+    query = parse_qs(parts.query)
+    room = query.get("room", [None])[0]
+    token = query.get("token", [None])[0]
+    server_url = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    return server_url, room or None, token or None
+
+
+# ------------------------------------------------------------------------------------ command
+
+
+def run_invite(args: argparse.Namespace) -> int:
+    """`neonbar invite`: print the token (line 1) and the join link (line 2)."""
+    room: str = args.room
+    if not room or len(room) > MAX_ROOM_CHARS or not all(c.isalnum() or c in "_.-" for c in room):
+        raise UserError("--room must be 1-64 letters, digits, '_', '.' or '-'")
+    if args.name is not None and not (0 < len(args.name) <= MAX_NAME_CHARS):
+        raise UserError(f"--name must be 1-{MAX_NAME_CHARS} characters")
+    secret = load_secret(args.data)
+    token = mint(secret, room, args.role, name=args.name, ttl_s=args.ttl)
+    print(token)
+    print(join_link(args.server, room, token))
+    return 0

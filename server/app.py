@@ -1,0 +1,287 @@
+"""The WebSocket front door: HTTP health and metrics, the hello handshake, the receive loop.
+
+One port serves everything: `GET /healthz` and `GET /metrics` are answered during the opening
+handshake (`process_request`); any other path is a WebSocket. A connection's first frame must be a
+valid `hello`; after `welcome`, every frame is rate-limited, decoded, validated, then handed to
+its room. The handler wraps everything, so nothing a client sends can take the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from neonbar.layout import Layout
+from neonbar.protocol import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    ErrorCode,
+    ProtocolError,
+    decode_client,
+    encode,
+    error_message,
+)
+from server.metrics import CONTENT_TYPE, ServerMetrics
+from server.room import JoinRefused, Room, RoomConfig, Session, write_frame
+from server.storage import SqliteStorage, Storage
+
+log = logging.getLogger("neonbar.server")
+
+FLUSH_INTERVAL_S = 1.0
+
+
+class SessionServer:
+    """Rooms by name, the shared secret, storage and metrics of one server process."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        secret: bytes,
+        storage: Storage | None = None,
+        config: RoomConfig | None = None,
+    ) -> None:
+        self.layout = layout
+        self.secret = secret
+        self.storage: Storage = storage or SqliteStorage(":memory:")
+        self.config = config or RoomConfig()
+        self.metrics = ServerMetrics()
+        self.rooms: dict[str, Room] = {}
+        self._t0 = time.monotonic()
+        self._closers: set[asyncio.Task[None]] = set()
+        self._server: Server | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.shutting_down = False
+
+    def now_s(self) -> float:
+        """Server time: seconds since this process started (monotonic)."""
+        return time.monotonic() - self._t0
+
+    # ------------------------------------------------------------------------------ rooms
+
+    def room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = Room(name, self)
+            self.rooms[name] = room
+            room.on_create()
+        return room
+
+    def dispose_room(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+        room.on_dispose()
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        self._server = await serve(
+            self.handler,
+            host,
+            port,
+            process_request=self.process_request,
+            # Frames above twice the limit are abuse: websockets closes with 1009 on its own.
+            # Frames between the limit and twice it get a TOO_LARGE error and the link stays.
+            max_size=2 * self.config.max_frame_bytes,
+            max_queue=64,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=3,
+            compression=None,  # snapshots are binary and small; deflate would cost CPU per client
+        )
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
+        sock = next(iter(self._server.sockets))
+        bound_host, bound_port = sock.getsockname()[:2]
+        return bound_host, bound_port
+
+    async def shutdown(self, timeout_s: float = 3.0) -> None:
+        """Tell every client we are going away (1001), stop the rooms, flush storage."""
+        self.shutting_down = True
+        if self._server is not None:
+            self._server.close(close_connections=False)
+        conns: list[ServerConnection] = []
+        for room in list(self.rooms.values()):
+            conns.extend(s.conn for s in room.sessions.values())
+        closing = [c.close(CloseCode.GOING_AWAY, "server shutting down") for c in conns]
+        if closing:
+            await asyncio.wait_for(
+                asyncio.gather(*closing, return_exceptions=True), timeout=timeout_s
+            )
+        for room in list(self.rooms.values()):
+            self.dispose_room(room)
+        if self._flusher is not None:
+            self._flusher.cancel()
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), timeout=timeout_s)
+            except TimeoutError:
+                log.warning("some connections did not close within %.0f s", timeout_s)
+        self.storage.close()
+        log.info("server stopped; storage flushed")
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                self.storage.flush()
+            except Exception:
+                self.metrics.exceptions.inc()
+                log.exception("storage flush failed; will retry")
+
+    def close_later(self, conn: ServerConnection, code: int, reason: str) -> None:
+        """Close a connection without blocking the caller (the closing handshake may take a
+        while with a client that stopped reading; close_timeout bounds it)."""
+        task = asyncio.get_running_loop().create_task(conn.close(code, reason))
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+    # ------------------------------------------------------------------------------- HTTP
+
+    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            rooms = len(self.rooms)
+            return _response(http.HTTPStatus.OK, f"ok rooms={rooms}\n".encode(), "text/plain")
+        if path == "/metrics":
+            return _response(http.HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
+        return None
+
+    # -------------------------------------------------------------------------- WebSocket
+
+    async def handler(self, conn: ServerConnection) -> None:
+        self.metrics.connections.inc()
+        session: Session | None = None
+        room: Room | None = None
+        try:
+            joined = await self._handshake(conn)
+            if joined is None:
+                return
+            room, session = joined
+            await self._receive_loop(conn, room, session)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            self.metrics.exceptions.inc()
+            log.exception("connection handler failed")
+            self.close_later(conn, CloseCode.INTERNAL, "internal error")
+        finally:
+            self.metrics.connections.dec()
+            if room is not None and session is not None:
+                room.on_disconnect(session)
+
+    async def _handshake(self, conn: ServerConnection) -> tuple[Room, Session] | None:
+        try:
+            raw = await asyncio.wait_for(conn.recv(), self.config.hello_timeout_s)
+        except TimeoutError:
+            await self._refuse(conn, CloseCode.PROTOCOL, "no hello within the time limit")
+            return None
+        try:
+            hello = decode_client(raw, self.config.max_frame_bytes)
+        except ProtocolError as exc:
+            await self._refuse(conn, CloseCode.PROTOCOL, f"first frame: {exc.message}")
+            return None
+        if hello["t"] != "hello":
+            await self._refuse(conn, CloseCode.PROTOCOL, "the first message must be hello")
+            return None
+        if hello["v"] != PROTOCOL_VERSION:
+            reason = f"protocol version {hello['v']} not supported; this server speaks "
+            await self._refuse(conn, CloseCode.PROTOCOL, reason + str(PROTOCOL_VERSION))
+            return None
+        if self.shutting_down:
+            await self._refuse(conn, CloseCode.GOING_AWAY, "server shutting down")
+            return None
+        # From here to the end of on_join nothing awaits, so the room cannot be disposed
+        # between being looked up and being joined.
+        room = self.room(hello["room"])
+        try:
+            grant = room.on_auth(hello)
+            session = room.on_join(conn, hello, grant)
+        except JoinRefused as exc:
+            await self._refuse(conn, exc.close_code, exc.reason)
+            return None
+        return room, session
+
+    async def _refuse(self, conn: ServerConnection, code: int, reason: str) -> None:
+        log.info("refused %s: %d %s", _peer(conn), code, reason)
+        self.metrics.drops.labels(CloseCode(code).name.lower()).inc()
+        await conn.close(code, reason[:120])
+
+    async def _receive_loop(self, conn: ServerConnection, room: Room, session: Session) -> None:
+        limits = session.limits
+        max_bytes = self.config.max_frame_bytes
+        async for raw in conn:
+            if session.closing:
+                continue  # drain until the close completes
+            now_s = self.now_s()
+            accepted, flooding = limits.on_message(now_s)
+            if flooding:
+                log.warning("flood from %s (avatar %d): closing", session.peer, session.avatar.id)
+                room.close_session(session, CloseCode.FLOOD, "far over the rate limit")
+                continue
+            try:
+                if not accepted:
+                    raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")
+                msg = decode_client(raw, max_bytes)
+                room.on_message(session, msg)
+            except ProtocolError as exc:
+                self._report(session, exc)
+                if exc.code != ErrorCode.RATE_LIMITED and limits.on_invalid(now_s):
+                    log.warning("too many invalid frames from %s: closing", session.peer)
+                    room.close_session(session, CloseCode.POLICY, "too many invalid frames")
+            except Exception:
+                # A bug in handling one message must not end the connection or the room.
+                self.metrics.exceptions.inc()
+                log.exception("handling a message from %s failed", session.peer)
+
+    def _report(self, session: Session, exc: ProtocolError) -> None:
+        self.metrics.errors.labels(str(int(exc.code))).inc()
+        write_frame(session.conn, encode(error_message(exc)))
+
+
+def _peer(conn: ServerConnection) -> str:
+    try:
+        host, port = conn.remote_address[:2]
+        return f"{host}:{port}"
+    except Exception:
+        return "?"
+
+
+def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return Response(status.value, status.phrase, headers, body)
+
+
+async def serve_forever(
+    layout: Layout,
+    secret: bytes,
+    host: str,
+    port: int,
+    data_dir: Path,
+    config: RoomConfig,
+    on_listening: Callable[[str, int], None] | None = None,
+    stop: Awaitable[Any] | None = None,
+) -> None:
+    """Run a server until `stop` completes, then shut down gracefully."""
+    storage = SqliteStorage(data_dir / "neonbar.db")
+    server = SessionServer(layout, secret, storage, config)
+    bound_host, bound_port = await server.start(host, port)
+    if on_listening is not None:
+        on_listening(bound_host, bound_port)
+    try:
+        if stop is not None:
+            await stop
+        else:
+            await asyncio.Future()
+    finally:
+        await server.shutdown()

@@ -1,0 +1,46 @@
+"""Prometheus metrics of one server process (own registry, served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("neonbar_connections", "Open WebSocket connections", registry=r)
+        self.rooms = Gauge("neonbar_rooms", "Rooms alive", registry=r)
+        self.avatars = Gauge("neonbar_avatars", "Avatars in all rooms (incl. away)", registry=r)
+        self.tick_seconds = Histogram(
+            "neonbar_tick_seconds",
+            "Duration of one room tick (moves + snapshots)",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.snapshots_sent = Counter(
+            "neonbar_snapshots_sent", "Snapshots written to clients", registry=r
+        )
+        self.snapshots_skipped = Counter(
+            "neonbar_snapshots_skipped",
+            "Snapshots skipped because the client's write buffer was full",
+            registry=r,
+        )
+        self.bytes_out = Counter(
+            "neonbar_bytes_out", "Bytes of frames written", ["kind"], registry=r
+        )
+        self.events = Counter("neonbar_events", "Reliable events sequenced", ["kind"], registry=r)
+        self.errors = Counter(
+            "neonbar_errors", "Error messages sent to clients", ["code"], registry=r
+        )
+        self.drops = Counter(
+            "neonbar_drops", "Connections closed by the server", ["reason"], registry=r
+        )
+        self.exceptions = Counter(
+            "neonbar_exceptions", "Unexpected exceptions caught in handlers", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
