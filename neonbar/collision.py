@@ -195,7 +195,11 @@ class CollisionWorld:
             j = np.arange(len(self._cx))
             d, _, _ = self._sdf(chunk[:, 0:1], chunk[:, 1:2], j[None, :])
             out[start : start + len(chunk)] = d.min(axis=1)
-        return out
+        # Far beyond the walls the wall boxes end; the room's bounds still hold.
+        x0, x1, y0, y1 = self.bounds_m
+        x, y = p[:, 0], p[:, 1]
+        bound = np.minimum(np.minimum(x - x0, x1 - x), np.minimum(y - y0, y1 - y))
+        return np.minimum(out, bound)
 
     def is_free(self, pos: np.ndarray) -> np.ndarray:
         """True where an avatar at pos touches no obstacle (contact allowed)."""
@@ -212,6 +216,22 @@ class CollisionWorld:
 
         Each row's result depends only on that row (and the layout), bit for bit.
         """
+        return self._solve(pos, delta, None)
+
+    def trace_moves(self, pos: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """The path of each avatar through ``solve_moves``, for tests and debugging.
+
+        Returns (N, MAX_SLIDES + 2, 2) waypoints (m): the given start, the start after
+        depenetration, then the position after each slide (repeated once the move is done). The
+        last waypoint equals what ``solve_moves`` returns; straight legs join the waypoints.
+        """
+        p = _as_points(pos, "pos")
+        trace = np.empty((len(p), MAX_SLIDES + 2, 2))
+        trace[:, 0] = p
+        self._solve(p, delta, trace)
+        return trace
+
+    def _solve(self, pos: np.ndarray, delta: np.ndarray, trace: np.ndarray | None) -> np.ndarray:
         p = _as_points(pos, "pos")
         d = _as_points(delta, "delta")
         if p.shape != d.shape:
@@ -225,21 +245,32 @@ class CollisionWorld:
         # Moves shorter than the cell's clearance cannot reach anything: no ray cast needed.
         clear = self._clearance_at(p[:, 0], p[:, 1])
         fast = (clear > 0) & (length2 < clear * clear)
+        if trace is not None:
+            trace[fast, 1] = p[fast]
         p[fast] += rem[fast]
-        slow = np.flatnonzero(~fast & (length2 > 0))
+        if trace is not None:
+            trace[fast, 2:] = p[fast, None, :]
+        slow = np.flatnonzero(~fast)
         if len(slow) == 0:
             return p
         ps = p[slow]
         unsure = clear[slow] <= 0
         if unsure.any():
             ps[unsure] = self._depenetrate_points(ps[unsure])
-        p[slow] = self._slide(ps, rem[slow])
+        legs = None if trace is None else np.empty((len(slow), MAX_SLIDES + 1, 2))
+        p[slow] = self._slide(ps, rem[slow], legs)
+        if trace is not None and legs is not None:
+            trace[slow, 1:] = legs
         return p
 
-    def _slide(self, p: np.ndarray, rem: np.ndarray) -> np.ndarray:
+    def _slide(self, p: np.ndarray, rem: np.ndarray, legs: np.ndarray | None = None) -> np.ndarray:
+        """Collide-and-slide from free points p by rem (m); legs, if given, records waypoints."""
         n = len(p)
+        d0 = rem.copy()
         prev_j = np.full(n, -1)  # the surface touched by the previous slide, if any
-        for _ in range(MAX_SLIDES):
+        if legs is not None:
+            legs[:] = p[:, None, :]
+        for slide in range(MAX_SLIDES):
             live = np.flatnonzero(rem[:, 0] * rem[:, 0] + rem[:, 1] * rem[:, 1] > 0)
             if len(live) == 0:
                 break
@@ -250,6 +281,8 @@ class CollisionWorld:
             miss = live[~hit]
             p[miss] += rem[miss]
             rem[miss] = 0.0
+            if legs is not None:
+                legs[:, slide + 1 :] = p[:, None, :]
             if not hit.any():
                 break
             a = live[hit]
@@ -272,8 +305,13 @@ class CollisionWorld:
                 touching = sd < CONTACT_M
                 qx[k] = np.where(touching, gx, 0.0)
                 qy[k] = np.where(touching, gy, 0.0)
-            rem[a, 0], rem[a, 1] = _leave_both(mx, my, nx, ny, qx, qy)
+            rx, ry = _leave_both(mx, my, nx, ny, qx, qy)
+            # Never slide against the intended move: a held key must not pull an avatar back.
+            forward = rx * d0[a, 0] + ry * d0[a, 1] > 0
+            rem[a, 0], rem[a, 1] = np.where(forward, rx, 0.0), np.where(forward, ry, 0.0)
             prev_j[a] = j
+            if legs is not None:
+                legs[:, slide + 1 :] = p[:, None, :]
         return p
 
     def _first_hit(
