@@ -8,6 +8,7 @@ whole row of bottles is one draw.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -257,7 +258,7 @@ class MeshBuilder:
         self, points: Sequence[Sequence[float]], radius_m: float, color: Color, segments: int = 8
     ) -> None:
         """A polyline of rods with round joints."""
-        for p0, p1 in zip(points[:-1], points[1:], strict=True):
+        for p0, p1 in itertools.pairwise(points):
             self.rod(p0, p1, radius_m, color, segments)
         for p in points:
             self.sphere(p, radius_m, color, rings=4, segments=segments)

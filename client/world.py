@@ -10,6 +10,7 @@ tubes that flicker stay as their own nodes so one task can pulse them.
 from __future__ import annotations
 
 import colorsys
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ class World:
             out.append((x, y, sign.z_m, *sign.color, 2.0 + 2.5 * width * sign.height_m))
         for tube in lay.tubes:
             pts = np.array(tube.points, np.float32)
-            for p0, p1 in zip(pts[:-1], pts[1:], strict=True):
+            for p0, p1 in itertools.pairwise(pts):
                 n = max(1, int(np.linalg.norm(p1 - p0) / 1.6))
                 for k in range(n):
                     p = p0 + (p1 - p0) * (k + 0.5) / n
@@ -208,7 +209,8 @@ class World:
             mid = c + d * length / 2
             inward = np.array([-d[1], d[0], 0.0])
             half = np.abs(d) * length / 2 + np.abs(inward) * 0.06
-            mb.box(mid + inward * 0.06 + [0, 0, 0.06], half + [0, 0, 0.06], (0.05, 0.05, 0.06))
+            up = np.array([0.0, 0.0, 0.06])
+            mb.box(mid + inward * 0.06 + up, half + up, (0.05, 0.05, 0.06))
         mb.grid((-hx, hy, h), (2 * hx, 0, 0), (0, -2 * hy, 0), (32, 24), (0.07, 0.06, 0.07))
         # Ceiling beams give the darkness above some structure.
         for x in np.arange(-hx + 2, hx, 4.0):
