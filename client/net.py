@@ -85,6 +85,7 @@ class SessionStats:
     frames_out: int = 0
     bytes_out: int = 0
     snapshots: int = 0
+    events: int = 0  # reliable events delivered (after dedupe)
     malformed: int = 0  # frames that failed to decode or validate
     errors: int = 0  # `error` messages from the server
     duplicate_events: int = 0
@@ -514,6 +515,7 @@ class AsyncSession:
             self.stats.event_gaps += 1
             log.info("event seq jumped from %d to %d", self.last_event_seq, seq)
         self.last_event_seq = seq
+        self.stats.events += 1
         self._apply_event(msg)
         self._deliver(msg)
 
