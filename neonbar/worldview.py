@@ -191,9 +191,8 @@ class WorldView:
             state = apply_sections(base, snap["d"], snap["a"])
         except MissingBase:
             return self._lost_base()
-        if base_tick == -1:
-            # A full snapshot restarts the chain: older ticks may disagree with it.
-            self._states.clear()
+        # Older views stay: the server may still send a delta against a tick acked before a
+        # full snapshot (its acks lag a round trip behind).
         self._states[tick] = state
         self.latest_tick = max(self.latest_tick, tick)
         for old in [t for t in self._states if t <= self.latest_tick - self.history_ticks]:
