@@ -1,0 +1,71 @@
+"""`neonbar bots` against a real server subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# pytest runs with --import-mode=importlib: helpers beside the tests are not on the path.
+sys.path.insert(0, str(Path(__file__).parent))
+from netfixtures import REPO, free_port, running_server
+
+
+def bots(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "neonbar", "bots", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    with running_server(tmp_path_factory.mktemp("server")) as srv:
+        yield srv
+
+
+def test_fifty_bots_see_each_other_at_about_20_snapshots_per_s(server):
+    done = bots(
+        "--server", server.url, "--room", "fifty", "--count", "50", "--duration", "6", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # exactly one JSON object on stdout
+    assert report["connected"] == 50
+    assert report["errors"] == 0
+    assert report["avatars_seen"]["min"] == 50
+    # Each bot's rate includes its start-up; ~20 Hz once running.
+    assert report["snapshots_per_s"]["mean"] >= 15
+    assert report["snapshots_per_s"]["min"] >= 10
+    assert report["latency_ms"]["p50"] is not None and report["latency_ms"]["p50"] < 100
+    assert 0 < report["bytes_per_s"]["mean"] < 16_000
+
+
+def test_chatty_bots_send_social_events_and_a_human_summary(server):
+    done = bots(
+        "--server", server.url, "--room", "social", "--count", "4", "--duration", "3",
+        "--chatty", "60",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "4/4 bots connected" in done.stdout
+    assert "snapshots/s per bot" in done.stdout
+
+
+def test_refused_connection_is_one_sentence_and_exit_2():
+    done = bots("--server", f"ws://127.0.0.1:{free_port()}", "--room", "r", "--count", "3")
+    assert done.returncode == 2
+    assert "refused" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "127.0.0.1:8765"])
+def test_bad_url_is_a_user_error(url: str):
+    done = bots("--server", url, "--room", "r")
+    assert done.returncode == 2
+    assert "ws://" in done.stderr and "Traceback" not in done.stderr
