@@ -362,9 +362,9 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    def sample(img: np.ndarray, count: int = 16384) -> torch.Tensor:
+    def sample(img: np.ndarray, count: int = 4096) -> torch.Tensor:
         px = np.asarray(img, np.float32).reshape(-1, 3)
-        idx = rng.choice(len(px), size=min(count, len(px)), replace=len(px) < count)
+        idx = rng.choice(len(px), size=count, replace=len(px) < count)
         return torch.from_numpy(np.clip(px[idx], 0.0, 1.0))
 
     src = sample(source)
@@ -381,13 +381,13 @@ def fit(
         graded = func.grid_sample(table, grid, mode="bilinear", align_corners=True)
         graded = graded.view(3, -1).t()
         lab = _oklab(graded.clamp(0.0, 1.0), torch)
-        proj = torch.randn(3, 48, generator=gen)
+        proj = torch.randn(3, 32, generator=gen)
         proj = proj / proj.norm(dim=0, keepdim=True)
         a = torch.sort(lab @ proj, dim=0).values
         b = torch.sort(ref_lab @ proj, dim=0).values
         data = ((a - b) ** 2).mean()
-        lap = _laplacian(offset)
-        loss = data + smoothness * 0.05 * (lap**2).mean() + 1e-4 * (offset**2).mean()
+        lap = _laplacian(offset, func)
+        loss = data + smoothness * 0.5 * (lap**2).mean() + 1e-4 * (offset**2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -416,16 +416,21 @@ def _oklab(rgb, torch):  # type: ignore[no-untyped-def]
     return lms @ m2.t()
 
 
-def _laplacian(field):  # type: ignore[no-untyped-def]
-    """Discrete Laplacian of a (n, n, n, 3) lattice field on its interior."""
-    c = field[1:-1, 1:-1, 1:-1]
+def _laplacian(field, func):  # type: ignore[no-untyped-def]
+    """Discrete Laplacian of a (n, n, n, 3) lattice field, boundary included.
+
+    Edge replication (a zero-slope boundary) keeps the faces of the cube regularised too; an
+    interior-only Laplacian lets the outermost lattice points kink away from their neighbours.
+    """
+    vol = func.pad(field.permute(3, 0, 1, 2).unsqueeze(0), (1, 1, 1, 1, 1, 1), mode="replicate")
+    c = vol[..., 1:-1, 1:-1, 1:-1]
     return (
-        field[2:, 1:-1, 1:-1]
-        + field[:-2, 1:-1, 1:-1]
-        + field[1:-1, 2:, 1:-1]
-        + field[1:-1, :-2, 1:-1]
-        + field[1:-1, 1:-1, 2:]
-        + field[1:-1, 1:-1, :-2]
+        vol[..., 2:, 1:-1, 1:-1]
+        + vol[..., :-2, 1:-1, 1:-1]
+        + vol[..., 1:-1, 2:, 1:-1]
+        + vol[..., 1:-1, :-2, 1:-1]
+        + vol[..., 1:-1, 1:-1, 2:]
+        + vol[..., 1:-1, 1:-1, :-2]
         - 6 * c
     )
 
