@@ -405,11 +405,13 @@ class CollisionWorld:
             root = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
             t[k] = np.where((disc >= 0) & (root >= 0) & (root <= 1.0), root, np.inf)
         # Starting inside: block only moves that go deeper.
-        dist, gx, gy = self._sdf(ox, oy, j)
-        inside = dist < 0
+        ax, ay = np.abs(qx) - hx, np.abs(qy) - hy
+        ox_, oy_ = np.maximum(ax, 0.0), np.maximum(ay, 0.0)
+        inside = np.sqrt(ox_ * ox_ + oy_ * oy_) + np.minimum(np.maximum(ax, ay), 0.0) - rho < 0
         if inside.any():
-            deeper = dx * gx + dy * gy < 0
-            t = np.where(inside, np.where(deeper, 0.0, np.inf), t)
+            k = np.flatnonzero(inside)
+            _, gx, gy = self._sdf(ox[k], oy[k], j[k])
+            t[k] = np.where(dx[k] * gx + dy[k] * gy < 0, 0.0, np.inf)
         return t
 
     # ------------------------------------------------------------------ freeing
