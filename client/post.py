@@ -134,11 +134,16 @@ def lut_texture(lut: Lut3D) -> Texture:
     return tex
 
 
-def load_shader(vert: str, frag: str, defines: dict[str, Any] | None = None) -> Shader:
-    """Read two GLSL files from shaders/, inject #defines after the #version line."""
+def load_shader(
+    vert: str,
+    frag: str,
+    defines: dict[str, Any] | None = None,
+    shader_dir: Path = SHADER_DIR,
+) -> Shader:
+    """Read two GLSL files (fresh, never cached), inject #defines after the #version line."""
     sources = []
     for name in (vert, frag):
-        text = (SHADER_DIR / name).read_text(encoding="utf-8")
+        text = (shader_dir / name).read_text(encoding="utf-8")
         if defines:
             head, _, rest = text.partition("\n")
             lines = "".join(f"#define {k} {v}\n" for k, v in defines.items())
@@ -172,6 +177,7 @@ class PostChain:
     quality: str | None = None
     hot_reload: bool | None = None
     settings: PostSettings = field(default_factory=PostSettings)
+    shader_dir: Path = SHADER_DIR
     win: Any = None
     cam: NodePath | None = None
     task_mgr: Any = None
@@ -314,10 +320,10 @@ class PostChain:
         self._update_lens()
 
     def _add_pass(self, card: NodePath, vert: str, frag: str, defines: dict[str, Any]) -> None:
-        card.setShader(load_shader(vert, frag, defines))
+        card.setShader(load_shader(vert, frag, defines, self.shader_dir))
         self._quads.append((card, vert, frag, defines))
         for name in (vert, frag):
-            path = SHADER_DIR / name
+            path = self.shader_dir / name
             self._mtimes[path] = path.stat().st_mtime
 
     def _teardown(self) -> None:
@@ -390,7 +396,7 @@ class PostChain:
         if changed:
             for card, vert, frag, defines in self._quads:
                 if vert in changed or frag in changed:
-                    card.setShader(load_shader(vert, frag, defines))
+                    card.setShader(load_shader(vert, frag, defines, self.shader_dir))
             log.info("reloaded shaders: %s", ", ".join(changed))
         return changed
 
