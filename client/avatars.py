@@ -276,7 +276,8 @@ class AvatarFigure:
         tag.setTransparency(TransparencyAttrib.MAlpha)
         tag.setBin("fixed", 40)
         tag.setDepthTest(False)
-        tag.setDepthWrite(False)
+        # Written depth tells the post chain's haze that the tag is near, not the far wall.
+        tag.setDepthWrite(True)
         self._tag_text = tn
         return tag
 
@@ -345,7 +346,7 @@ class AvatarFigure:
         b.setTransparency(TransparencyAttrib.MAlpha)
         b.setBin("fixed", 41)
         b.setDepthTest(False)
-        b.setDepthWrite(False)
+        b.setDepthWrite(True)
         self.bubble = b
         self.bubble_until = now_s + BUBBLE_S + 0.04 * len(text)
 

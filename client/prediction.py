@@ -109,25 +109,42 @@ class LocalMotion:
         else:
             self._offset[:] = 0.0
 
-    def reconcile(self, x_m: float, y_m: float, last_seq: int) -> bool:
-        """Take the server's position for us; returns True when it was a real correction."""
+    def reconcile(
+        self,
+        x_m: float,
+        y_m: float,
+        last_seq: int,
+        sent: tuple[float, float] | None = None,
+    ) -> bool:
+        """Take the server's position for us; returns True when it was a real correction.
+
+        Args:
+            x_m, y_m: where the server put us after applying input `last_seq`.
+            last_seq: the last input the server applied.
+            sent: the position input `last_seq` carried (`NetSession.sent_state`), if known.
+                Without it, the recent predictions stand in for it.
+        """
         if last_seq == self._last_seq:
             return False
         self._last_seq = last_seq
-        if self._sent:
-            sent = np.array(self._sent)
-            gap = np.hypot(sent[:, 0] - x_m, sent[:, 1] - y_m).min()
-            if gap <= ACCEPT_M:
-                return False
-        ex, ey = x_m - self.x_m, y_m - self.y_m
-        if math.hypot(ex, ey) <= ACCEPT_M:
+        if sent is None:
+            if self._sent:
+                recent = np.array(self._sent)
+                k = int(np.argmin(np.hypot(recent[:, 0] - x_m, recent[:, 1] - y_m)))
+                sent = (float(recent[k, 0]), float(recent[k, 1]))
+            else:
+                sent = (self.x_m, self.y_m)
+        ex, ey = x_m - sent[0], y_m - sent[1]
+        err = math.hypot(ex, ey)
+        if err <= ACCEPT_M:
             return False
-        if math.hypot(ex, ey) >= TELEPORT_M:
+        if err >= TELEPORT_M:
             self.place(x_m, y_m)
             return True
-        # Move the prediction onto the server's answer now, and show the difference fading away.
-        shown = np.array([self.x_m, self.y_m]) + self._offset
-        self.x_m, self.y_m = float(x_m), float(y_m)
+        # Replay: what we moved since that input, re-applied from where the server put us.
+        shown = np.array(self.shown()[:2])
+        self.x_m, self.y_m = self._solve(x_m, y_m, self.x_m - sent[0], self.y_m - sent[1])
+        # ... and the jump is not shown: it fades out of the offset over blend_s.
         self._offset = shown - np.array([self.x_m, self.y_m])
         self._sent.clear()
         return True

@@ -462,6 +462,13 @@ class World:
         self.base.render.setFog(fog)
         self.base.setBackgroundColor(*BACKGROUND)
 
+    def use_post_haze(self) -> None:
+        """The post chain draws depth haze itself; keep only a trace of fixed-function fog."""
+        fog = Fog("haze")
+        fog.setColor(*HAZE_COLOR)
+        fog.setExpDensity(HAZE_DENSITY * 0.35)
+        self.base.render.setFog(fog)
+
     # ------------------------------------------------------------------------------ per frame
 
     def reflect(self, node: NodePath) -> NodePath:

@@ -1,0 +1,572 @@
+"""The desktop client: wires the bar, the avatars, the HUD, input, camera and network together.
+
+Not a ShowBase subclass: `NeonBarApp` is handed a ShowBase and a session (a `client.net.NetSession`
+or anything with the same methods, e.g. a test double) and owns small pieces that each do one
+thing. One frame task (sort 10) reads the network and input and moves everything; a second task
+after drawing (sort 55) takes screenshots and video frames.
+
+`run(args)` is `neonbar client`: it configures Panda3D (a window, or EGL offscreen with
+`--offscreen`), joins the room and runs until the window closes or the capture is done.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import logging
+import math
+import os
+import tempfile
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from neonbar.errors import UserError
+from neonbar.layout import Layout, load_layout
+
+log = logging.getLogger("neonbar.client")
+
+REMOTE_DELAY_S = 0.1  # render others 100 ms in the past: two snapshots to interpolate between
+TASK_SORT = 10
+CAPTURE_SORT = 55  # after igLoop (50) has drawn the frame
+TIPSY_DECAY_PER_S = 0.1 / 60.0  # docs/protocol.md: 0.1 per minute
+BAR_REACH_M = 2.6  # how close to the counter you must be to order
+NAME_COLORS = ("#ff2d55", "#2de2ff", "#b13dff", "#39ff88", "#ff8a1f", "#ff3fb4", "#ffe14d")
+
+
+class Session(Protocol):
+    """What the app needs from the network (client.net.NetSession has it)."""
+
+    state: Any
+    ping_ms: float | None
+    you: int | None
+    role: str | None
+    last_error: str | None
+    roster: dict[int, dict[str, Any]]
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def set_local_state(self, x_m: float, y_m: float, yaw_rad: float) -> None: ...
+    def send(self, msg: dict[str, Any]) -> None: ...
+    def poll(self) -> list[dict[str, Any]]: ...
+    def remote_avatars(self, delay_s: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    def correction(self) -> tuple[float, float, float, int] | None: ...
+    def server_time(self) -> float: ...
+
+
+# ------------------------------------------------------------------------------ Panda3D setup
+
+
+def configure_panda(offscreen: bool, size: tuple[int, int], title: str = "Neon Bar") -> None:
+    """Set prc variables; must run before ShowBase is created."""
+    from panda3d.core import loadPrcFileData
+
+    w, h = size
+    lines = [f"win-size {w} {h}", f"window-title {title}", "notify-level-device fatal"]
+    if offscreen:
+        lines += ["load-display p3headlessgl", "window-type offscreen", "audio-library-name null"]
+    else:
+        lines += ["sync-video true", "framebuffer-multisample true", "multisamples 4"]
+    loadPrcFileData("neonbar-client", "\n".join(lines) + "\n")
+
+
+def make_showbase(offscreen: bool, size: tuple[int, int], title: str = "Neon Bar") -> Any:
+    configure_panda(offscreen, size, title)
+    from direct.showbase.ShowBase import ShowBase
+
+    try:
+        return ShowBase()
+    except Exception as exc:  # no GL at all: say what to do instead of a traceback
+        how = "install Mesa's EGL (make system-deps)" if offscreen else "try --offscreen"
+        raise UserError(
+            f"cannot open a {'buffer' if offscreen else 'window'} ({exc}); {how}"
+        ) from None
+
+
+def color_for(name: str) -> str:
+    """A stable neon colour per name, so people keep their colour across sessions."""
+    return NAME_COLORS[hashlib.sha1(name.encode()).digest()[0] % len(NAME_COLORS)]
+
+
+def clink_sound(path: Path) -> Path:
+    """Synthesize a glass clink (a few inharmonic partials, fast decay) as a WAV file."""
+    rate = 22050
+    t = np.arange(int(rate * 0.9)) / rate
+    tone = sum(
+        a * np.sin(2 * math.pi * f * t) * np.exp(-t * d)
+        for f, a, d in ((2489, 1.0, 7), (3733, 0.6, 9), (5128, 0.4, 12), (6910, 0.2, 16))
+    )
+    pcm = (np.clip(tone / 2.2, -1, 1) * 30000).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+# ------------------------------------------------------------------------------------ the app
+
+
+@dataclass
+class NeonBarApp:
+    """One participant's view of the bar.
+
+    Args:
+        base: the ShowBase to draw in (window or offscreen buffer).
+        session: the network session, already started or not; None runs the bar offline
+            (a local avatar only, for previews and tests).
+        layout: the bar; default scenes/bar.toml.
+        name: our display name (the server may replace it).
+        look/quality: colour grade and post-processing preset for client.post.
+        post: build the shader post chain (bloom, haze, grading) when it is available.
+    """
+
+    base: Any
+    session: Session | None = None
+    layout: Layout = field(default_factory=load_layout)
+    name: str = "guest"
+    look: str | None = None
+    quality: str = "medium"
+    post: bool = True
+    capture: Any = None
+    done: bool = False
+    you: int | None = None
+
+    def __post_init__(self) -> None:
+        from client.avatars import Crowd
+        from client.camera import CameraRig
+        from client.controls import Controls
+        from client.hud import Hud
+        from client.prediction import LocalMotion, make_collision
+        from client.world import World
+
+        self.world = World(self.base, self.layout).build()
+        self.crowd = Crowd(self.base)
+        self.world.reflect(self.crowd.root)
+        self.hud = Hud(self.base, self._send)
+        self.camera = CameraRig(self.base, self.layout)
+        sx, sy = self.layout.spawn
+        self.motion = LocalMotion(
+            self.layout, sx, sy, math.radians(self.layout.spawn_yaw_deg),
+            collision=make_collision(self.layout),
+        )  # fmt: skip
+        self.controls = Controls(
+            self.base,
+            actions={
+                "cheers": lambda: self._emote("cheers"),
+                "wave": lambda: self._emote("wave"),
+                "view": self.camera.toggle,
+                "menu": self._open_menu,
+                "chat": self.hud.open_chat,
+                "people": self._toggle_people,
+                "help": self.hud.toggle_help,
+                "collision": self._toggle_collision_debug,
+                "escape": self._escape,
+                "shot": self._quick_screenshot,
+            },
+            captured=lambda: self.hud.captures_keys,
+            menu_key=self.hud.menu_key,
+        )
+        self.postchain = self._make_post() if self.post else None
+        self._collision_debug: Any = None
+        self._clink: Any = None
+        self._last_people = 0.0
+        self._last_tipsy = 0.0
+        self._poor_link = 0.0
+        if self.session is None:
+            self.you = 0
+            self.crowd.ensure(0, self.name, color_for(self.name))
+        self._load_sound()
+        self.base.taskMgr.add(self._frame, "neonbar-frame", sort=TASK_SORT)
+        self.base.taskMgr.add(self._after_draw, "neonbar-capture", sort=CAPTURE_SORT)
+        self._t0 = time.monotonic()
+
+    # ------------------------------------------------------------------------------ pieces
+
+    def _make_post(self) -> Any:
+        try:
+            from client.post import PostChain, display_scene_settings
+
+            # The bar's colours are display values (baked light), not linear HDR; a touch less
+            # exposure than the default keeps the room dark around the neon.
+            settings = display_scene_settings()
+            settings.exposure, settings.bloom_threshold, settings.bloom_strength = 0.95, 0.55, 0.8
+            chain = PostChain(
+                self.base, look=self.look or "orange_haze", quality=self.quality, settings=settings
+            )
+            self.world.use_post_haze()
+            return chain
+        except UserError:
+            raise  # e.g. an unknown --look: the user should hear it
+        except Exception as exc:  # a driver without float buffers still gets the bar
+            log.warning("post-processing unavailable (%s); rendering without it", exc)
+            return None
+
+    def _load_sound(self) -> None:
+        try:
+            path = clink_sound(Path(tempfile.gettempdir()) / f"neonbar-clink-{os.getpid()}.wav")
+            self._clink = self.base.loader.loadSfx(str(path))
+        except Exception as exc:  # no audio device is not an error
+            log.info("no clink sound: %s", exc)
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        if self.session is not None:
+            self.session.send(msg)
+        else:
+            # Offline: echo social messages as if the server had sent them back.
+            self._handle({**msg, "t": "event", "kind": msg["t"], "avatar": self.you, "seq": 0})
+
+    def _emote(self, emote: str) -> None:
+        self._send({"t": "emote", "emote": emote})
+
+    def _open_menu(self) -> None:
+        x, y, _ = self.motion.shown()
+        near = any(
+            abs(x - b.cx) <= b.hx + BAR_REACH_M and abs(y - b.cy) <= b.hy + BAR_REACH_M
+            for b in self.layout.boxes
+            if b.kind == "counter"
+        )
+        if near:
+            self.hud.open_menu()
+        else:
+            self.hud.show_toast("Walk up to the bar to order a drink")
+
+    def _toggle_people(self) -> None:
+        self.hud.toggle_people(self._people_rows())
+
+    def _people_rows(self) -> list[str]:
+        roster = self.session.roster if self.session is not None else {}
+        rows = []
+        for avatar_id, entry in sorted(roster.items()):
+            me = avatar_id == self.you
+            ping = self.session.ping_ms if (me and self.session) else None
+            flags = [entry.get("role", "?")]
+            if entry.get("muted"):
+                flags.append("muted")
+            drink = entry.get("drink")
+            if isinstance(drink, dict):
+                flags.append(str(drink.get("drink", "")))
+            ping_text = f"{ping:4.0f} ms" if ping is not None else "   — "
+            rows.append(f"{'▶' if me else ' '} {entry.get('name', '?'):<18} {ping_text}  "
+                        + " · ".join(flags))  # fmt: skip
+        return rows or ["(nobody yet)"]
+
+    def _toggle_collision_debug(self) -> None:
+        try:
+            from client import collision_debug
+        except ImportError:
+            self.hud.show_toast("collision shapes are not available in this build")
+            return
+        if self._collision_debug is None:
+            self._collision_debug = collision_debug.CollisionDebug(self.base, self.layout)
+        self._collision_debug.toggle()
+
+    def _escape(self) -> None:
+        self.hud.help.hide()
+        self.hud.people.hide()
+        self.hud.close_menu()
+
+    def _quick_screenshot(self) -> None:
+        from client.capture import grab_frame
+
+        img = grab_frame(self.base)
+        if img is not None:
+            import cv2
+
+            path = f"neonbar-{time.strftime('%Y%m%d-%H%M%S')}.png"
+            cv2.imwrite(path, img)
+            self.hud.show_toast(f"saved {path}")
+
+    # ---------------------------------------------------------------------------- events
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        t = msg.get("t")
+        now = self._now()
+        if t == "welcome":
+            self._on_welcome(msg)
+        elif t == "event":
+            self._on_event(msg, now)
+        elif t == "error":
+            text = str(msg.get("message", "error"))
+            log.warning("server error %s: %s", msg.get("code"), text)
+            self.hud.show_toast(text)
+
+    def _on_welcome(self, msg: dict[str, Any]) -> None:
+        from neonbar.protocol import CM_PER_M, units_to_yaw
+
+        you = int(msg["you"])
+        pos = msg.get("pos") or []
+        if len(pos) == 3 and (not msg.get("resumed") or self.you != you):
+            self.motion.place(pos[0] / CM_PER_M, pos[1] / CM_PER_M, float(units_to_yaw(pos[2])))
+        if self.you is not None and self.you != you:
+            self.crowd.leave(self.you)
+        self.you = you
+        roster = self.session.roster if self.session is not None else {}
+        for avatar_id, entry in roster.items():
+            fig = self.crowd.ensure(avatar_id, entry.get("name", ""), entry.get("color"))
+            fig.set_name(entry.get("name", ""))
+            fig.set_color(entry.get("color") or color_for(entry.get("name", "")))
+            fig.set_drink(entry.get("drink") if isinstance(entry.get("drink"), dict) else None)
+        self.hud.add_chat("", f"welcome to {self.layout.name}, {msg.get('name', self.name)}",
+                          (1, 0.7, 0.3))  # fmt: skip
+        look = msg.get("look")
+        if look and self.postchain is not None and not self.look:
+            self._set_look(str(look))
+
+    def _who(self, avatar_id: Any) -> tuple[str, tuple[float, float, float]]:
+        from client.avatars import hex_rgb
+
+        entry = (self.session.roster if self.session is not None else {}).get(avatar_id, {})
+        fig = self.crowd.figure(avatar_id) if isinstance(avatar_id, int) else None
+        name = entry.get("name") or (self.name if avatar_id == self.you else f"#{avatar_id}")
+        color = entry.get("color") or (fig.color if fig else "#ffffff")
+        return name, hex_rgb(color)
+
+    def _on_event(self, msg: dict[str, Any], now: float) -> None:
+        kind = msg.get("kind")
+        avatar = msg.get("avatar")
+        name, rgb = self._who(avatar)
+        if kind == "join":
+            fig = self.crowd.ensure(avatar, msg.get("name", ""), msg.get("color"))
+            fig.set_name(msg.get("name", ""))
+            fig.set_color(msg.get("color") or "#ffffff")
+            if avatar != self.you:
+                self.hud.add_chat("", f"{msg.get('name', name)} walked in", rgb)
+        elif kind == "leave":
+            if avatar != self.you:
+                self.crowd.leave(avatar)
+                self.hud.add_chat("", f"{name} left", rgb)
+        elif kind == "chat":
+            self.crowd.say(avatar, str(msg.get("text", "")), now)
+            self.hud.add_chat(name, str(msg.get("text", "")), rgb)
+        elif kind == "emote":
+            partners = self.crowd.emote(avatar, str(msg.get("emote", "")), now)
+            if partners:
+                self._clinked(avatar, partners)
+        elif kind == "drink":
+            fig = self.crowd.figure(avatar)
+            drink = {k: msg.get(k) for k in ("drink", "color", "glow", "garnish")}
+            if fig is not None:
+                fig.set_drink(drink)
+            if self.session is None:
+                self.crowd.set_tipsy(avatar, self.crowd.tipsy(avatar) + 0.25)
+            self.hud.add_chat("", f"{name} ordered a {drink['drink']}", rgb)
+        elif kind == "profile":
+            fig = self.crowd.figure(avatar)
+            if fig is not None and msg.get("name"):
+                fig.set_name(msg["name"])
+            if fig is not None and msg.get("color"):
+                fig.set_color(msg["color"])
+        elif kind == "mute":
+            state = "muted" if msg.get("muted") else "unmuted"
+            self.hud.add_chat("", f"{name} was {state}", rgb)
+        elif kind == "kick":
+            self.hud.add_chat("", f"{name} was shown the door", rgb)
+            if avatar != self.you:
+                self.crowd.leave(avatar)
+        elif kind == "look":
+            if msg.get("look"):
+                self._set_look(str(msg["look"]))
+        elif kind == "system":
+            self.hud.add_chat("", str(msg.get("text", "")), (1, 0.8, 0.4))
+
+    def _clinked(self, avatar: int, partners: list[int]) -> None:
+        if self._clink is not None:
+            self._clink.play()
+        names = ", ".join(self._who(p)[0] for p in partners)
+        self.hud.show_toast(f"*clink* {self._who(avatar)[0]} and {names}", 2.0)
+
+    def _set_look(self, look: str) -> None:
+        if self.postchain is None:
+            return
+        try:
+            self.postchain.set_look(look)
+        except Exception as exc:  # an unknown look from the server must not stop the bar
+            log.warning("cannot switch to look %r: %s", look, exc)
+
+    # ---------------------------------------------------------------------------- frame
+
+    def _now(self) -> float:
+        return time.monotonic() - getattr(self, "_t0", time.monotonic())
+
+    def _frame(self, task: Any) -> int:
+        dt = self.base.clock.getDt()
+        now = self._now()
+        session = self.session
+        if session is not None:
+            for msg in session.poll():
+                try:
+                    self._handle(msg)
+                except Exception:  # one odd message must never take the bar down
+                    log.exception(
+                        "could not handle %r", msg.get("t") if isinstance(msg, dict) else msg
+                    )
+
+        x, y, yaw = self.motion.step(self.controls.read(), dt)
+        if session is not None:
+            session.set_local_state(x, y, yaw)
+            self._reconcile(session)
+        ids, pos, yaws = self._everyone()
+        self.crowd.update(ids, pos, yaws, now, dt)
+        sx, sy, syaw = self.motion.shown()
+        self.camera.update(sx, sy, syaw, dt)
+        self._show_self()
+        if now - self._last_tipsy > 0.5:
+            self._last_tipsy = now
+            self._update_tipsy()
+        self._update_status(now)
+        self.world.update(now)
+        self.hud.update()
+        return task.cont
+
+    def _show_self(self) -> None:
+        """Our own tag would sit in the middle of the view; in first person, so would our head."""
+        fig = self.crowd.figure(self.you) if self.you is not None else None
+        if fig is None:
+            return
+        fig.label.hide()
+        if self.camera.first_person != fig.root.isHidden():
+            fig.root.hide() if self.camera.first_person else fig.root.show()
+
+    def _reconcile(self, session: Session) -> None:
+        corr = session.correction()
+        if corr is None:
+            return
+        cx, cy, _, seq = corr
+        sent_state = getattr(session, "sent_state", None)
+        sent = sent_state(seq) if sent_state is not None else None
+        self.motion.reconcile(cx, cy, seq, None if sent is None else (sent[0], sent[1]))
+
+    def _everyone(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Remote avatars (interpolated) plus ours at its predicted, smoothed place."""
+        if self.session is not None:
+            ids, pos, yaw = self.session.remote_avatars(REMOTE_DELAY_S)
+        else:
+            ids, pos, yaw = np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0)
+        if self.you is None:
+            return ids, pos, yaw
+        x, y, h = self.motion.shown()
+        ids = np.append(np.asarray(ids, np.int64), self.you)
+        pos = np.vstack([np.asarray(pos, float).reshape(-1, 2), [[x, y]]])
+        yaw = np.append(np.asarray(yaw, float), h)
+        return ids, pos, yaw
+
+    def _update_tipsy(self) -> None:
+        if self.session is None:
+            return
+        st = self.session.server_time()
+        for avatar_id, entry in list(self.session.roster.items()):
+            level = float(entry.get("tipsy") or 0.0)
+            since = entry.get("tipsy_st")
+            if isinstance(since, (int, float)) and st > since:
+                level -= TIPSY_DECAY_PER_S * (st - since)
+            level = max(0.0, level)
+            self.crowd.set_tipsy(avatar_id, level)
+            fig = self.crowd.figure(avatar_id)
+            if fig is not None and not fig.emote:
+                want = "tipsy" if level >= 0.5 else "neutral"
+                if fig.expression != want:
+                    fig.set_expression(want)
+
+    def _update_status(self, now: float) -> None:
+        if self.session is None:
+            self.hud.set_status("offline", None, None)
+            return
+        state = getattr(self.session.state, "name", str(self.session.state)).lower()
+        self.hud.set_status(state, self.session.ping_ms, self.session.last_error)
+        poor = state != "connected" or (self.session.ping_ms or 0) > 250
+        target = 0.5 if poor else 0.0
+        if self.postchain is not None and abs(target - self._poor_link) > 1e-3:
+            self._poor_link = target
+            try:
+                self.postchain.set_glitch(target)
+            except Exception:
+                log.debug("glitch unavailable", exc_info=True)
+        if not self.hud.people.isHidden() and now - self._last_people > 0.5:
+            self._last_people = now
+            self.hud.set_people(self._people_rows())
+
+    def _after_draw(self, task: Any) -> int:
+        if self.capture is not None:
+            self.capture.update(time.monotonic())
+        return task.cont
+
+    # ---------------------------------------------------------------------------- teardown
+
+    def stop(self) -> None:
+        """Leave the main loop (capture finished, window closed)."""
+        self.done = True
+        self.base.taskMgr.stop()
+
+    def destroy(self) -> None:
+        self.base.taskMgr.remove("neonbar-frame")
+        self.base.taskMgr.remove("neonbar-capture")
+        if self.session is not None:
+            self.session.stop()
+        if self.postchain is not None:
+            try:
+                self.postchain.cleanup()
+            except Exception:
+                log.debug("post chain cleanup failed", exc_info=True)
+        self.controls.release()
+        self.hud.destroy()
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def _check_server(url: str) -> None:
+    if not url.startswith(("ws://", "wss://")):
+        raise UserError(f"--server must be a ws:// or wss:// address or a join link, not {url!r}")
+
+
+def run(args: Any) -> int:
+    """`neonbar client`: join a room in a window (or offscreen) until closed or captured."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _check_server(args.server)
+    capture_wanted = bool(args.screenshot or args.record)
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    offscreen = bool(args.offscreen)
+    if not offscreen and not has_display and os.name == "posix":
+        raise UserError(
+            "there is no display to open a window on; add --offscreen "
+            "(with --screenshot F.png or --record F.mp4 to see what it renders)"
+        )
+    name = args.name or getpass.getuser() or "guest"
+    from client.capture import Capture
+
+    capture = Capture(
+        base=None,  # type: ignore[arg-type]  # set below, once the ShowBase exists
+        on_done=lambda: None,
+        screenshot=args.screenshot,
+        after_s=args.after,
+        record=args.record,
+        duration_s=args.duration,
+    )
+    from client.net import NetSession
+
+    session = NetSession(args.server, args.room, name, token=args.token, color=color_for(name))
+    base = make_showbase(offscreen, tuple(args.size), f"Neon Bar — {args.room or 'lobby'}")
+    app = NeonBarApp(base, session, name=name, look=args.look, quality=args.quality)
+    capture.base = base
+    capture.on_done = app.stop
+    app.capture = capture if capture_wanted else None
+    session.start()
+    log.info("joining %s as %s", args.server, name)
+    try:
+        base.run()
+    except SystemExit:
+        pass
+    finally:
+        app.destroy()
+        base.destroy()
+    if capture_wanted:
+        for path in (args.screenshot, args.record):
+            if path:
+                print(f"saved {path}")
+    return 0
