@@ -79,7 +79,12 @@ def teal_neon(rgb: np.ndarray) -> np.ndarray:
     y = luma(rgb)
     teal = np.array([0.0, 0.55, 0.6], np.float32)
     shadow = 1 - smoothstep(0.0, 0.55, y)
-    rgb = rgb + (teal - 0.3) * 0.18 * shadow
+    rgb = rgb + (teal - 0.3) * 0.3 * shadow
+    # Warm browns in the dark drift to teal too: the orange of the room stays in the lights.
+    warm_dark = hue_weight(rgb, (1.0, 0.5, 0.2), 0.7) * shadow
+    rgb = rgb * (1 - 0.5 * warm_dark) + luma(rgb) * np.array([0.5, 1.1, 1.2], np.float32) * (
+        0.5 * warm_dark
+    )
     high = smoothstep(0.35, 1.0, y)
     rgb = rgb + np.array([0.06, 0.0, 0.05], np.float32) * high
     # Neon hues (magenta, cyan, hot pink) get extra saturation; the rest slightly less.
@@ -93,22 +98,24 @@ def teal_neon(rgb: np.ndarray) -> np.ndarray:
 
 def mood_for_love(rgb: np.ndarray) -> np.ndarray:
     y = luma(rgb)
-    red = hue_weight(rgb, (1.0, 0.1, 0.15), 0.7)
-    green = hue_weight(rgb, (0.2, 1.0, 0.3), 0.8)
-    # Reds deepen to crimson: less green, a touch of blue, more saturation.
-    crimson = np.array([0.78, 0.06, 0.12], np.float32) * (0.6 + 0.8 * y)
+    # Only true reds turn crimson; oranges go golden, so a warm room does not drown in red.
+    red = hue_weight(rgb, (1.0, 0.05, 0.12), 0.35)
+    orange = hue_weight(rgb, (1.0, 0.45, 0.1), 0.5)
+    green = hue_weight(rgb, (0.2, 1.0, 0.45), 0.8)
+    crimson = np.array([0.80, 0.05, 0.10], np.float32) * (0.55 + 0.9 * y)
     rgb = rgb * (1 - 0.45 * red) + crimson * (0.45 * red)
-    # Greens go jade/olive: pull toward a muted yellow-green.
-    jade = np.array([0.30, 0.52, 0.34], np.float32) * (0.5 + y)
-    rgb = rgb * (1 - 0.4 * green) + jade * (0.4 * green)
-    rgb = saturate(rgb, 0.88 + 0.3 * red)
-    # Warm tungsten highlights, slightly green-brown shadows.
-    high = smoothstep(0.4, 1.0, y)
-    rgb = rgb + np.array([0.07, 0.03, -0.05], np.float32) * high
-    low = 1 - smoothstep(0.0, 0.35, y)
-    rgb = rgb + np.array([0.02, 0.025, -0.01], np.float32) * low
-    rgb = soft_contrast(rgb, 0.42, 0.3)
-    floor = np.array([0.03, 0.018, 0.018], np.float32)
+    golden = np.array([1.0, 0.72, 0.32], np.float32) * y * 1.25
+    rgb = rgb * (1 - 0.4 * orange) + golden * (0.4 * orange)
+    jade = np.array([0.20, 0.55, 0.40], np.float32) * (0.5 + y)
+    rgb = rgb * (1 - 0.45 * green) + jade * (0.45 * green)
+    rgb = saturate(rgb, 0.92 + 0.35 * red)
+    # Emerald shadows against warm tungsten highlights: the film's two-colour split.
+    low = 1 - smoothstep(0.0, 0.4, y)
+    rgb = rgb + np.array([-0.02, 0.035, 0.015], np.float32) * low
+    high = smoothstep(0.45, 1.0, y)
+    rgb = rgb + np.array([0.06, 0.04, -0.04], np.float32) * high
+    rgb = soft_contrast(rgb, 0.42, 0.35)
+    floor = np.array([0.012, 0.022, 0.018], np.float32)
     rgb = floor + rgb * (1 - floor)
     return np.clip(rgb, 0, 1)
 
@@ -120,7 +127,10 @@ def neutral(rgb: np.ndarray) -> np.ndarray:
 LOOKS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
     "orange_haze": (orange_haze, "Blade Runner 2049 dust: amber drift, lifted brown blacks"),
     "teal_neon": (teal_neon, "teal shadows, magenta and cyan neon highlights"),
-    "mood_for_love": (mood_for_love, "1960s Hong Kong: crimson reds, jade greens, warm tungsten"),
+    "mood_for_love": (
+        mood_for_love,
+        "1960s Hong Kong: crimson reds, golden tungsten, emerald shadows",
+    ),
     "neutral": (neutral, "identity: no grade"),
 }
 
