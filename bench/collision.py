@@ -138,7 +138,7 @@ class Checker:
 
 
 class PandaCrowd:
-    """The same layout as Panda3D collision solids, avatars as spheres under a FluidPusher."""
+    """The layout as Panda3D solids (boxes, capsules), avatars as spheres under a FluidPusher."""
 
     def __init__(self, layout: Layout, start: np.ndarray) -> None:
         from panda3d.core import (
@@ -146,21 +146,22 @@ class PandaCrowd:
             CollisionCapsule,
             CollisionHandlerFluidPusher,
             CollisionNode,
-            CollisionPlane,
             CollisionSphere,
             CollisionTraverser,
             NodePath,
-            Plane,
             Point3,
-            Vec3,
         )
 
         self.render = NodePath("render")
         geometry = CollisionNode("bar")
-        hx, hy = layout.half_x, layout.half_y
-        for normal, point in (((0, -1, 0), (0, hy, 0)), ((0, 1, 0), (0, -hy, 0)),
-                              ((-1, 0, 0), (hx, 0, 0)), ((1, 0, 0), (-hx, 0, 0))):  # fmt: skip
-            geometry.addSolid(CollisionPlane(Plane(Vec3(*normal), Point3(*point))))
+        # The outer walls as boxes of the layout's thickness: in Panda3D 1.10.16 the FluidPusher
+        # does not push a sphere out of a CollisionPlane at all (a 1 m step walks through it).
+        for w in layout.walls():
+            cx, cy = (w.x0 + w.x1) / 2, (w.y0 + w.y1) / 2
+            half_x = abs(w.x1 - w.x0) / 2 + w.thickness_m / 2
+            half_y = abs(w.y1 - w.y0) / 2 + w.thickness_m / 2
+            z = layout.wall_height_m / 2
+            geometry.addSolid(CollisionBox(Point3(cx, cy, z), half_x, half_y, z))
         for b in layout.boxes:
             geometry.addSolid(
                 CollisionBox(Point3(b.cx, b.cy, b.height_m / 2), b.hx, b.hy, b.height_m / 2)
