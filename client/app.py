@@ -257,14 +257,18 @@ class NeonBarApp:
         return rows or ["(nobody yet)"]
 
     def _toggle_collision_debug(self) -> None:
-        try:
-            from client import collision_debug
-        except ImportError:
-            self.hud.show_toast("collision shapes are not available in this build")
-            return
+        """F3: draw what the collision solver sees (client.collision_debug)."""
         if self._collision_debug is None:
-            self._collision_debug = collision_debug.CollisionDebug(self.base, self.layout)
-        self._collision_debug.toggle()
+            try:
+                from client.collision_debug import CollisionDebugView
+                from neonbar.collision import CollisionWorld
+            except ImportError:
+                self.hud.show_toast("collision shapes are not available in this build")
+                return
+            world = self.motion.collision or CollisionWorld(self.layout)
+            self._collision_debug = CollisionDebugView(self.base.render, world)  # type: ignore[arg-type]
+        shown = self._collision_debug.toggle()
+        self.hud.show_toast("collision shapes on" if shown else "collision shapes off", 1.5)
 
     def _escape(self) -> None:
         self.hud.help.hide()

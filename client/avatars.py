@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ WAVE_S = 1.8
 CLINK_RADIUS_M = 2.2  # two glasses raised within this distance touch
 CLINK_WINDOW_S = 1.5  # ... when the cheers were this close together in time
 BUBBLE_S = 6.0
+GONE_S = 2.0  # after a leave, positions still buffered for that avatar are ignored this long
 DEFAULT_COLOR = "#ff8a1f"
 
 
@@ -450,6 +452,7 @@ class Crowd:
         self._cheer_t = np.full(cap, -1e9)
         self._busy: set[int] = set()
         self._fading: set[int] = set()
+        self._gone: dict[int, float] = {}  # avatar id -> monotonic time until it may reappear
 
     def _light(self) -> None:
         # Avatars move, so they get real (fixed-function, per-vertex) lights: a dim cool fill,
@@ -492,6 +495,7 @@ class Crowd:
 
     def ensure(self, avatar_id: int, name: str = "", color: str | None = None) -> AvatarFigure:
         """The figure for an avatar, created (fading in) if new."""
+        self._gone.pop(avatar_id, None)
         slot = self.slot_of.get(avatar_id)
         if slot is not None:
             fig = self.figures[slot]
@@ -525,6 +529,8 @@ class Crowd:
 
     def leave(self, avatar_id: int) -> None:
         """Fade an avatar out; its slot is freed when the fade ends."""
+        # A snapshot or two may still carry it: do not bring it back from those.
+        self._gone[avatar_id] = time.monotonic() + GONE_S
         slot = self.slot_of.get(avatar_id)
         if slot is None:
             return
@@ -622,6 +628,13 @@ class Crowd:
         if n:
             slot_of = self.slot_of
             missing = [int(i) for i in ids.tolist() if int(i) not in slot_of]
+            if missing and self._gone:
+                now = time.monotonic()
+                self._gone = {k: t for k, t in self._gone.items() if t > now}
+                keep = np.array([int(i) not in self._gone for i in ids.tolist()], bool)
+                ids, pos_m, yaw_rad = ids[keep], pos_m[keep], yaw_rad[keep]
+                missing = [i for i in missing if i not in self._gone]
+                n = len(ids)
             for avatar_id in missing:
                 self.ensure(avatar_id)
             slots = np.fromiter((slot_of[int(i)] for i in ids.tolist()), dtype=np.int64, count=n)

@@ -100,5 +100,6 @@ class CameraRig:
             hit = (t_near <= t_far) & (t_far >= 0) & (t_near <= t_hit) & (t_near > 0)
             if hit.any():
                 t_hit = min(t_hit, float(t_near[hit].min()))
-        t_hit = max(0.0, min(1.0, t_hit))
-        return head + d * t_hit * 0.98
+        if t_hit >= 1.0:
+            return want.copy()
+        return head + d * max(0.0, t_hit) * 0.98  # a little short of the surface

@@ -128,3 +128,12 @@ def saturated_bright(img: np.ndarray, sat: float = 0.6, val: int = 140) -> int:
     mn = img.min(axis=2)
     s = (mx - mn) / np.maximum(mx, 1)
     return int(((s >= sat) & (mx >= val)).sum())
+
+
+def run_for(base: Any, seconds: float) -> None:
+    """Step the frame loop for a stretch of wall-clock time (fades and emotes are timed)."""
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        base.taskMgr.step()
