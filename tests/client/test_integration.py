@@ -1,0 +1,186 @@
+"""The desktop client against a real server: movement, chat, cheers and drinks cross; reconnect.
+
+Client A is the full app (offscreen, in this process); client B is a second real NetSession
+driven by the test, as a second person would be.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from netfixtures import ServerProcess, free_port, running_server
+from renderfixtures import showbase
+
+from client.app import NeonBarApp
+from client.net import ConnectionState, NetSession
+
+__all__ = ["showbase"]
+
+pytestmark = pytest.mark.render
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pump(app: NeonBarApp, until: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """Run A's frame loop (and let B's thread work) until the condition holds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app.base.taskMgr.step()
+        value = until()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def walk(app: NeonBarApp, b: NetSession, target: tuple[float, float], b_pos: list[float]) -> None:
+    """Move B toward target at walking speed, as its own client would, pumping A meanwhile."""
+    for _ in range(400):
+        dx, dy = target[0] - b_pos[0], target[1] - b_pos[1]
+        dist = math.hypot(dx, dy)
+        if dist < 0.05:
+            break
+        step = min(dist, 2.0 / 30)
+        b_pos[0] += dx / dist * step
+        b_pos[1] += dy / dist * step
+        b.set_local_state(b_pos[0], b_pos[1], 0.0)
+        app.base.taskMgr.step()
+        time.sleep(1 / 30)
+
+
+def b_start(b: NetSession) -> list[float]:
+    """B's spawn position (from its welcome)."""
+    welcome = pump_session(b, lambda m: m.get("t") == "welcome")
+    return [welcome["pos"][0] / 100, welcome["pos"][1] / 100]
+
+
+def pump_session(s: NetSession, match: Callable[[dict], bool], timeout_s: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for msg in s.poll():
+            if match(msg):
+                return msg
+        time.sleep(0.02)
+    raise AssertionError("message not received in time")
+
+
+@pytest.fixture
+def server(tmp_path):
+    with running_server(tmp_path) as srv:
+        yield srv
+
+
+@pytest.fixture
+def pair(showbase, server):
+    a = NetSession(server.url, "itest", "Alice", color="#ff2d55")
+    b = NetSession(server.url, "itest", "Bob", color="#2de2ff")
+    app = NeonBarApp(showbase, a, name="Alice", post=False)
+    a.start()
+    b.start()
+    try:
+        b_pos = b_start(b)
+        pump(app, lambda: app.you is not None and b.you is not None)
+        yield app, b, b_pos
+    finally:
+        b.stop()
+        app.destroy()
+
+
+def test_two_clients_see_each_other_move(pair) -> None:
+    app, b, b_pos = pair
+    pump(app, lambda: app.crowd.position(b.you) is not None)
+    target = (b_pos[0] + 1.5, b_pos[1] + 1.0)
+    walk(app, b, target, b_pos)
+    pump(app, lambda: np.hypot(*np.subtract(app.crowd.position(b.you), target)) < 0.1)
+    fig = app.crowd.figure(b.you)
+    assert fig is not None and fig.tag.node().getText() == "Bob"
+    # A walks north with the W key; B sees A arrive there.
+    start = app.motion.shown()
+    app.controls.keys["forward"] = True
+    pump(app, lambda: app.motion.y_m > start[1] + 1.0)
+    app.controls.keys["forward"] = False
+    a_now = app.motion.shown()
+
+    def b_sees_a() -> bool:
+        ids, pos, _ = b.remote_avatars()
+        rows = np.flatnonzero(ids == app.you)
+        return len(rows) == 1 and bool(np.hypot(*(pos[rows[0]] - a_now[:2])) < 0.1)
+
+    pump(app, b_sees_a)
+    assert app.motion.correction_m < 0.05  # the server agreed with our prediction
+
+
+def test_chat_cheers_and_drinks_cross(pair) -> None:
+    app, b, b_pos = pair
+    # Chat: A types in the chat box, B receives it; B answers, A shows a bubble.
+    app.hud.open_chat()
+    app.hud._submit("first round is on me")
+    msg = pump_session(b, lambda m: m.get("kind") == "chat")
+    assert msg["avatar"] == app.you and msg["text"] == "first round is on me"
+    b.send({"t": "chat", "text": "to the Empathy Engine"})
+    pump(app, lambda: (f := app.crowd.figure(b.you)) is not None and f.bubble is not None)
+    assert "Bob: to the Empathy Engine" in app.hud.chat_text.text
+    # Drinks: B orders the neural martini; A sees the glass in B's hand.
+    b.send({"t": "drink", "drink": "Neural Martini", "color": "#39ff88", "glow": 0.9,
+            "garnish": "neural_olive"})  # fmt: skip
+    pump(app, lambda: app.crowd.figure(b.you).glass is not None)
+    assert app.crowd.figure(b.you).glass.find("**/neural-olive")
+    # Cheers: B walks up to A, both raise their glasses, the glasses clink.
+    ax, ay, _ = app.motion.shown()
+    walk(app, b, (ax + 0.9, ay), b_pos)
+    pump(app, lambda: np.hypot(*np.subtract(app.crowd.position(b.you), (ax + 0.9, ay))) < 0.2)
+    app.controls._fire("cheers", "c")
+    b.send({"t": "emote", "emote": "cheers"})
+    pump(app, lambda: len(app.crowd.clinks) > 0)
+    assert "clink" in app.hud.toast.text
+    pump_session(b, lambda m: m.get("kind") == "emote" and m.get("avatar") == app.you)
+
+
+def test_the_client_reconnects_after_the_server_restarts(showbase, tmp_path) -> None:
+    port = free_port()
+    srv = ServerProcess(tmp_path, port)
+    session = NetSession(srv.url, "restart", "Alice")
+    app = NeonBarApp(showbase, session, name="Alice", post=False)
+    session.start()
+    try:
+        pump(app, lambda: app.you is not None)
+        srv.stop()
+        pump(app, lambda: session.state != ConnectionState.CONNECTED)
+        pump(
+            app,
+            lambda: "reconnecting" in app.hud.status.text or "connecting" in app.hud.status.text,
+        )
+        srv = ServerProcess(tmp_path, port)
+        pump(app, lambda: session.state == ConnectionState.CONNECTED, timeout_s=20)
+        pump(
+            app,
+            lambda: "connected" in app.hud.status.text and "reconnect" not in app.hud.status.text,
+        )
+        assert app.you is not None and app.crowd.figure(app.you) is not None
+    finally:
+        app.destroy()
+        srv.stop()
+
+
+def test_neonbar_client_offscreen_screenshot(server, tmp_path) -> None:
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "neonbar", "client", "--server", server.url, "--room", "cli",
+         "--name", "Cli", "--offscreen", "--screenshot", str(shot), "--after", "1.5",
+         "--size", "320x180", "--quality", "low"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape == (180, 320, 3)
+    assert img.mean() > 8
