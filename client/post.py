@@ -73,8 +73,8 @@ class Quality:
 
 
 QUALITY = {
-    "low": Quality(scale=0.67, bloom_levels=1, blur_passes=1),
-    "medium": Quality(scale=1.0, bloom_levels=2, blur_passes=1),
+    "low": Quality(scale=0.5, bloom_levels=1, blur_passes=1),
+    "medium": Quality(scale=0.75, bloom_levels=2, blur_passes=1),
     "high": Quality(scale=1.0, bloom_levels=3, blur_passes=2),
 }
 BLOOM_WEIGHTS = {1: (1.0, 0.0, 0.0), 2: (0.6, 0.55, 0.0), 3: (0.5, 0.45, 0.4)}
@@ -270,6 +270,9 @@ class PostChain:
         self._manager = manager
         self._scene_tex = _render_texture("scene-hdr")
         self._depth_tex = _render_texture("scene-depth")
+        # Depth is read one texel per pixel; filtering it costs a lot on CPU rasterisers.
+        self._depth_tex.setMinfilter(SamplerState.FT_nearest)
+        self._depth_tex.setMagfilter(SamplerState.FT_nearest)
         props = _float_props()
         props.setDepthBits(24)
         quad = manager.renderSceneInto(
@@ -309,11 +312,20 @@ class PostChain:
             levels.append(black)
         self._bloom_weights = BLOOM_WEIGHTS[q.bloom_levels]
 
-        self._add_pass(quad, "post.vert", "composite.frag", {})
-        quad.setShaderInput("u_scene", self._scene_tex)
-        quad.setShaderInput("u_depth", self._depth_tex)
+        if q.scale < 1.0:
+            # Composite at the render scale too (its cost is per pixel), then upscale.
+            composite_tex = _render_texture("composite")
+            composite = manager.renderQuadInto("composite", colortex=composite_tex)
+            self._add_pass(quad, "post.vert", "present.frag", {})
+            quad.setShaderInput("u_src", composite_tex)
+        else:
+            composite = quad
+        self._add_pass(composite, "post.vert", "composite.frag", {"BLOOM_LEVELS": q.bloom_levels})
+        composite.setShaderInput("u_scene", self._scene_tex)
+        composite.setShaderInput("u_depth", self._depth_tex)
         for k, tex in enumerate(levels):
-            quad.setShaderInput(f"u_bloom{k}", tex)
+            composite.setShaderInput(f"u_bloom{k}", tex)
+        quad = composite
         self._composite = quad
         self._apply_lut_inputs(quad)
         self._apply_settings()

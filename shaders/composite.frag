@@ -8,6 +8,10 @@
 //   film     grain and vignette after grading, as on a print
 //   glitch   RGB split and scanline tear for a poor connection (screen-wide)
 
+#ifndef BLOOM_LEVELS
+#define BLOOM_LEVELS 3
+#endif
+
 uniform sampler2D u_scene;
 uniform sampler2D u_depth;
 uniform sampler2D u_bloom0;
@@ -57,13 +61,20 @@ vec3 srgb_encode(vec3 c) {
 }
 
 vec3 bloom_at(vec2 uv) {
-    return u_bloom_weights.x * texture(u_bloom0, uv).rgb
-         + u_bloom_weights.y * texture(u_bloom1, uv).rgb
-         + u_bloom_weights.z * texture(u_bloom2, uv).rgb;
+    // Only the levels the quality preset built: every fetch counts on a CPU rasteriser.
+    vec3 sum = u_bloom_weights.x * texture(u_bloom0, uv).rgb;
+#if BLOOM_LEVELS > 1
+    sum += u_bloom_weights.y * texture(u_bloom1, uv).rgb;
+#endif
+#if BLOOM_LEVELS > 2
+    sum += u_bloom_weights.z * texture(u_bloom2, uv).rgb;
+#endif
+    return sum;
 }
 
 vec3 hdr_at(vec2 uv) {
-    vec3 c = pow(max(texture(u_scene, uv).rgb, vec3(0.0)), vec3(u_scene_gamma));
+    vec3 c = max(texture(u_scene, uv).rgb, vec3(0.0));
+    if (u_scene_gamma != 1.0) c = pow(c, vec3(u_scene_gamma));
     vec3 bloom = bloom_at(uv);
     float dist = linear_depth(texture(u_depth, uv).r);
     float haze = 1.0 - exp(-u_haze_density * max(dist - u_haze_start_m, 0.0));

@@ -199,7 +199,8 @@ def test_bloom_spreads_light_around_a_bright_tube(base: object) -> None:
 
     sb = base
     row = tube_scene(sb)
-    post = PostChain(sb, look="neutral", quality="medium", settings=plain_settings())
+    # "high" renders at full resolution, so the thin tube stays one crisp line without bloom.
+    post = PostChain(sb, look="neutral", quality="high", settings=plain_settings())
     without = frame(sb)
     post.settings.bloom_strength = 1.0
     post.apply_settings()
