@@ -254,9 +254,15 @@ class CollisionWorld:
         if len(slow) == 0:
             return p
         ps = p[slow]
-        unsure = clear[slow] <= 0
-        if unsure.any():
-            ps[unsure] = self._depenetrate_points(ps[unsure])
+        unsure = np.flatnonzero(clear[slow] <= 0)
+        if len(unsure):
+            # Near geometry: free whoever starts inside (a bad correction, a layout change).
+            ux, uy = ps[unsure, 0], ps[unsure, 1]
+            depth, _, _ = self._deepest(ux, uy)
+            x0, x1, y0, y1 = self.bounds_m
+            stuck = unsure[(depth < 0) | (ux < x0) | (ux > x1) | (uy < y0) | (uy > y1)]
+            if len(stuck):
+                ps[stuck] = self._depenetrate_points(ps[stuck])
         legs = None if trace is None else np.empty((len(slow), MAX_SLIDES + 1, 2))
         p[slow] = self._slide(ps, rem[slow], legs)
         if trace is not None and legs is not None:
