@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neonbar.protocol import pack_absolute, pack_delta
+from neonbar.protocol import pack_delta
 
 MAX_AVATAR_IDS = 65536
 _DELTA_LIMIT_CM = 127
@@ -63,6 +63,7 @@ class SnapshotEncoder:
         near_k, mid_k: sizes of the near and mid sets.
         mid_every, far_every: the mid and far slices' periods (ticks).
         history_ticks: how far back (ticks) a base may be; older acks get a full snapshot.
+        base_stride: bases are rounded down to multiples of this when the client holds them.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class SnapshotEncoder:
         mid_every: int = 4,
         far_every: int = 20,
         history_ticks: int = 16,
+        base_stride: int = 4,
     ) -> None:
         self.half_x_cm = half_x_m * 100.0
         self.half_y_cm = half_y_m * 100.0
@@ -86,11 +88,12 @@ class SnapshotEncoder:
         self.mid_every = mid_every
         self.far_every = far_every
         self.history_ticks = history_ticks
+        self.base_stride = max(1, base_stride)
         # One slot more than the history: the current tick plus history_ticks bases.
         self._ring: list[_TickState | None] = [None] * (history_ticks + 1)
         self._now: _TickState | None = None
         self._ids = _EMPTY_IDS
-        self._slices: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # cell -> (near, mid+far)
+        self._slices: dict[int, _CellView] = {}
         self._bodies: dict[tuple[int, int], SnapshotBody] = {}
         self._cell_centers_cm = np.stack(
             np.meshgrid(
@@ -108,6 +111,14 @@ class SnapshotEncoder:
         row = int((y_cm + self.half_y_cm) // self.cell_cm)
         col = min(max(col, 0), self.cols - 1)
         row = min(max(row, 0), self.rows - 1)
+        return row * self.cols + col
+
+    def cells_of(self, x_cm: np.ndarray, y_cm: np.ndarray) -> np.ndarray:
+        """cell_of for many positions at once."""
+        col = np.floor((np.asarray(x_cm, np.float64) + self.half_x_cm) / self.cell_cm)
+        row = np.floor((np.asarray(y_cm, np.float64) + self.half_y_cm) / self.cell_cm)
+        col = np.clip(col, 0, self.cols - 1).astype(np.int64)
+        row = np.clip(row, 0, self.rows - 1).astype(np.int64)
         return row * self.cols + col
 
     @property
@@ -159,40 +170,72 @@ class SnapshotEncoder:
         self._compute_slices(np.unique(np.asarray(cells, dtype=np.int64)), x_cm, y_cm)
 
     def _compute_slices(self, cells: np.ndarray, x_cm: np.ndarray, y_cm: np.ndarray) -> None:
-        assert self._now is not None
-        ids, tick, n = self._ids, self._now.tick, len(self._ids)
+        now = self._now
+        assert now is not None
+        ids, tick, n = self._ids, now.tick, len(self._ids)
         if len(cells) == 0:
             return
         if n == 0:
             for cell in cells.tolist():
-                self._now.near[cell] = _EMPTY_IDS
-                self._slices[cell] = (_EMPTY_IDS, _EMPTY_IDS)
+                now.near[cell] = _EMPTY_IDS
+                self._slices[cell] = _CellView.build(_EMPTY_IDS, _EMPTY_IDS, now)
             return
-        centers = self._cell_centers_cm[cells]  # (C, 2)
-        dx = np.asarray(x_cm, np.float32)[None, :] - centers[:, 0, None].astype(np.float32)
-        dy = np.asarray(y_cm, np.float32)[None, :] - centers[:, 1, None].astype(np.float32)
+        centers = self._cell_centers_cm[cells].astype(np.float32)  # (C, 2)
+        dx = np.asarray(x_cm, np.float32)[None, :] - centers[:, 0, None]
+        dy = np.asarray(y_cm, np.float32)[None, :] - centers[:, 1, None]
         dist2 = dx * dx + dy * dy  # (C, n)
         near_k = min(self.near_k, n)
         inner_k = min(self.near_k + self.mid_k, n)
         kth = [k - 1 for k in sorted({near_k, inner_k}) if 0 < k < n]
-        order = (
-            np.argpartition(dist2, kth, axis=1) if kth else np.tile(np.arange(n), (len(cells), 1))
-        )
-        near_idx = np.sort(ids[order[:, :near_k]], axis=1)
-        mid_idx = ids[order[:, near_k:inner_k]]
+        if kth:
+            order = np.argpartition(dist2, kth, axis=1)
+        else:
+            order = np.broadcast_to(np.arange(n), (len(cells), n))
+        near_ids = np.sort(ids[order[:, :near_k]], axis=1)
+        mid_ids = ids[order[:, near_k:inner_k]]
         # Far: avatars outside near+mid whose turn it is this tick.
         far_turn = (ids + tick) % self.far_every == 0
         inner = np.zeros((len(cells), n), dtype=bool)
         np.put_along_axis(inner, order[:, :inner_k], True, axis=1)
         far_mask = far_turn[None, :] & ~inner
-        mid_turn = (mid_idx + tick) % self.mid_every == 0
+        mid_turn = (mid_ids + tick) % self.mid_every == 0
         for row, cell in enumerate(cells.tolist()):
-            near = near_idx[row]
-            rest = np.concatenate((mid_idx[row][mid_turn[row]], ids[far_mask[row]]))
-            self._now.near[cell] = near
-            self._slices[cell] = (near, rest)
+            near = near_ids[row]
+            rest = np.concatenate((mid_ids[row][mid_turn[row]], ids[far_mask[row]]))
+            now.near[cell] = near
+            self._slices[cell] = _CellView.build(near, rest, now)
+
+    def near(self, cell: int) -> np.ndarray:
+        """The sorted ids of the near set of `cell` at the current tick."""
+        assert self._now is not None
+        if cell not in self._slices:
+            self._compute_slices(
+                np.array([cell]), self._now.x_cm[self._ids], self._now.y_cm[self._ids]
+            )
+        return self._slices[cell].near
 
     # ----------------------------------------------------------------------------- encode
+
+    def pick_base(self, cell: int, ack: int, sent_cells: dict[int, int]) -> int:
+        """The base tick for a client served by `cell` now, or -1 for a full snapshot.
+
+        Args:
+            ack: the newest snapshot tick the client acknowledged (-1: none).
+            sent_cells: tick -> cell, for every snapshot written to this connection recently.
+
+        Snapshots travel in order on one connection, so a client that acknowledged `ack` also
+        holds every snapshot written before it. Rounding the base down to a multiple of
+        `base_stride` lets clients of a cell whose acks differ by a tick or two share one
+        encoded body.
+        """
+        if ack < 0 or ack not in sent_cells:
+            return -1
+        aligned = ack - ack % self.base_stride
+        if sent_cells.get(aligned) == cell and self.usable_base(cell, aligned):
+            return aligned
+        if sent_cells[ack] == cell and self.usable_base(cell, ack):
+            return ack
+        return -1
 
     def usable_base(self, cell: int, base: int) -> bool:
         """True when a delta against `base` is possible for a client served by `cell` at both."""
@@ -215,45 +258,96 @@ class SnapshotEncoder:
         cached = self._bodies.get(key)
         if cached is not None:
             return cached
-        if cell not in self._slices:
-            # A cell nobody announced at begin_tick: compute it now (slower, but correct).
-            now = self._now
-            assert now is not None
-            self._compute_slices(np.array([cell]), now.x_cm[self._ids], now.y_cm[self._ids])
+        self.near(cell)  # a cell nobody announced at begin_tick is computed now
         body = self._encode(cell, base)
         self._bodies[key] = body
         return body
 
     def _encode(self, cell: int, base: int) -> SnapshotBody:
-        now = self._now
-        assert now is not None
-        near, rest = self._slices[cell]
-        x, y, yaw = now.x_cm[near], now.y_cm[near], now.yaw[near]
+        view = self._slices[cell]
+        if base < 0:
+            return view.full(base)
+        old = self._ring[base % len(self._ring)]
+        assert old is not None
+        near = view.near
+        old_near = old.near[cell]
+        if len(old_near):
+            pos = np.searchsorted(old_near, near)
+            np.minimum(pos, len(old_near) - 1, out=pos)
+            in_base = old_near[pos] == near
+        else:
+            in_base = np.zeros(len(near), dtype=bool)
+        ddx = view.x - old.x_cm[near]
+        ddy = view.y - old.y_cm[near]
+        # Yaw wraps: the difference mod 2^16 read as a signed 16-bit number.
+        dyaw = (view.yaw - old.yaw[near]).astype(np.int16)
+        changed = (ddx != 0) | (ddy != 0) | (dyaw != 0)
+        small = (np.abs(ddx) <= _DELTA_LIMIT_CM) & (np.abs(ddy) <= _DELTA_LIMIT_CM)
+        as_delta = in_base & changed & small
+        as_absolute = ~in_base | (changed & ~small)
         d = b""
-        delta_count = 0
-        if base >= 0:
-            old = self._ring[base % len(self._ring)]
-            assert old is not None
-            old_near = old.near[cell]
-            if len(old_near):
-                pos = np.minimum(np.searchsorted(old_near, near), len(old_near) - 1)
-                in_base = old_near[pos] == near
-            else:
-                in_base = np.zeros(len(near), dtype=bool)
-            ddx = x.astype(np.int32) - old.x_cm[near]
-            ddy = y.astype(np.int32) - old.y_cm[near]
-            # Yaw wraps: the difference mod 2^16 read as a signed 16-bit number.
-            dyaw = (yaw.astype(np.int32) - old.yaw[near]).astype(np.int16)
-            changed = (ddx != 0) | (ddy != 0) | (dyaw != 0)
-            small = (np.abs(ddx) <= _DELTA_LIMIT_CM) & (np.abs(ddy) <= _DELTA_LIMIT_CM)
-            as_delta = in_base & changed & small
-            as_absolute = ~in_base | (changed & ~small)
-            if as_delta.any():
-                delta_count = int(as_delta.sum())
-                d = pack_delta(near[as_delta], ddx[as_delta], ddy[as_delta], dyaw[as_delta])
-            near = near[as_absolute]
-        abs_ids = np.concatenate((near, rest))
-        a = b""
-        if len(abs_ids):
-            a = pack_absolute(abs_ids, now.x_cm[abs_ids], now.y_cm[abs_ids], now.yaw[abs_ids])
-        return SnapshotBody(base, d, a, delta_count, len(abs_ids))
+        delta_count = int(np.count_nonzero(as_delta))
+        if delta_count:
+            d = pack_delta(near[as_delta], ddx[as_delta], ddy[as_delta], dyaw[as_delta])
+        return view.absolute(base, as_absolute, d, delta_count)
+
+
+@dataclass
+class _CellView:
+    """One cell's slices at the current tick, with the columns every group of the cell reuses."""
+
+    near: np.ndarray  # sorted ids (int64)
+    x: np.ndarray  # near avatars' state (int32, for delta arithmetic)
+    y: np.ndarray
+    yaw: np.ndarray
+    rest_columns: tuple[bytes, bytes, bytes, bytes]  # mid + far slices, packed per column
+    rest_count: int
+    _full: SnapshotBody | None = None
+
+    @classmethod
+    def build(cls, near: np.ndarray, rest: np.ndarray, now: _TickState) -> _CellView:
+        columns = (
+            rest.astype("<u2").tobytes(),
+            now.x_cm[rest].astype("<i2").tobytes(),
+            now.y_cm[rest].astype("<i2").tobytes(),
+            now.yaw[rest].astype("<u2").tobytes(),
+        )
+        return cls(
+            near,
+            now.x_cm[near].astype(np.int32),
+            now.y_cm[near].astype(np.int32),
+            now.yaw[near].astype(np.int32),
+            columns,
+            len(rest),
+        )
+
+    def absolute(
+        self, base: int, which: np.ndarray | None, d: bytes, delta_count: int
+    ) -> SnapshotBody:
+        """The body whose absolute section holds the near avatars in `which` + the rest.
+
+        The section is columnar, so each column is the near part followed by the rest's part.
+        """
+        near = self.near if which is None else self.near[which]
+        x = self.x if which is None else self.x[which]
+        y = self.y if which is None else self.y[which]
+        yaw = self.yaw if which is None else self.yaw[which]
+        ri, rx, ry, ryaw = self.rest_columns
+        a = b"".join(
+            (
+                near.astype("<u2").tobytes(),
+                ri,
+                x.astype("<i2").tobytes(),
+                rx,
+                y.astype("<i2").tobytes(),
+                ry,
+                yaw.astype("<u2").tobytes(),
+                ryaw,
+            )
+        )
+        return SnapshotBody(base, d, a, delta_count, len(near) + self.rest_count)
+
+    def full(self, base: int) -> SnapshotBody:
+        if self._full is None:
+            self._full = self.absolute(-1, None, b"", 0)
+        return self._full

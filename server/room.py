@@ -532,18 +532,20 @@ class Room:
         if not sessions:
             self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, [])
             return
-        # Dense lookups: avatar id -> quantized state, for the per-client header.
+        # Each client's own avatar: its quantized state (for `you`) and the cell serving it.
         index = np.searchsorted(ids, [s.avatar.id for s in sessions])
-        you_x, you_y, you_yaw = x_cm[index].tolist(), y_cm[index].tolist(), yaw[index].tolist()
-        cell_of = self.encoder.cell_of
-        cells = [cell_of(x, y) for x, y in zip(you_x, you_y, strict=True)]
-        self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, cells)
+        you_x, you_y = x_cm[index], y_cm[index]
+        cells_array = self.encoder.cells_of(you_x, you_y)
+        self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, cells_array)
+        cells = cells_array.tolist()
+        you = list(zip(you_x.tolist(), you_y.tolist(), yaw[index].tolist(), strict=True))
         tick, st = self.tick, self.server.now_s()
         oldest = tick - self.config.history_ticks
         skip_bytes, max_bytes = self.config.snapshot_skip_bytes, self.config.max_buffer_bytes
         ack_deadline = st - self.config.ack_timeout_s
         sent = skipped = out_bytes = 0
         packb = msgpack.packb
+        pick_base = self.encoder.pick_base
         for i, session in enumerate(sessions):
             conn = session.conn
             buffered = buffered_bytes(conn)
@@ -557,15 +559,15 @@ class Room:
                     skipped += 1
                 continue
             cell = cells[i]
-            base = session.ack if session.sent_cells.get(session.ack) == cell else -1
-            body = self.encoder.body(cell, base)
+            body = self.encoder.body(cell, pick_base(cell, session.ack, session.sent_cells))
+            x, y, w = you[i]
             frame = packb(
                 {
                     "t": "snap",
                     "tick": tick,
                     "base": body.base,
                     "st": st,
-                    "you": [you_x[i], you_y[i], you_yaw[i], session.avatar.last_seq],
+                    "you": [x, y, w, session.avatar.last_seq],
                     "d": body.d,
                     "a": body.a,
                 },
