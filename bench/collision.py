@@ -272,7 +272,40 @@ def bench(runs: int, ticks: int) -> dict:
             "neonbar": {k: sum(x[k] for x in ours) for k in ("tunnels", "embedded", "stuck")},
             "panda3d": {k: sum(x[k] for x in panda) for k in ("tunnels", "embedded", "stuck")},
             "moves_each": runs * ticks * n,
+            "neonbar_separate_ms": separate_ms(world, start),
         }
+    out["single_avatar_us"] = single_avatar_us(world)
+    return out
+
+
+def separate_ms(world: CollisionWorld, start: np.ndarray, ticks: int = 30) -> float:
+    """Median ms of one default separate() call on a crowd settling from random positions."""
+    pos, times = start.copy(), []
+    for _ in range(ticks):
+        t0 = time.perf_counter()
+        pos = world.separate(pos)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def single_avatar_us(world: CollisionWorld, calls: int = 2000) -> dict[str, float]:
+    """Median microseconds of one-avatar calls, as client prediction makes them every frame."""
+    hy = world.layout.half_y - world.radius_m - 1e-3
+    hx = world.layout.half_x - world.radius_m - 1e-3
+    cases = {
+        "open floor": ((0.0, -9.0), (0.02, 0.03)),
+        "sliding on a wall": ((0.0, hy), (0.05, 0.05)),
+        "pushing into a corner": ((hx, hy), (0.05, 0.05)),
+    }
+    out = {}
+    for name, (p, d) in cases.items():
+        pos, delta = np.array([p]), np.array([d])
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            world.solve_moves(pos, delta)
+            times.append((time.perf_counter() - t0) * 1e6)
+        out[name] = statistics.median(times)
     return out
 
 
@@ -324,6 +357,9 @@ def main() -> int:
                 f"      {name:8} over {r['moves_each']:,} moves: tunnels {c['tunnels']}, "
                 f"embedded {c['embedded']}, stuck {c['stuck']}"
             )
+        print(f"      neonbar separate() (crowd push + walls): {r['neonbar_separate_ms']:.2f} ms")
+    cases = ", ".join(f"{k} {v:.0f} us" for k, v in result["single_avatar_us"].items())
+    print(f"  one avatar per call (client prediction): {cases}")
     return 0
 
 

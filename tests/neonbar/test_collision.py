@@ -365,9 +365,10 @@ def test_depenetrate_frees_everything_and_leaves_free_avatars_alone() -> None:
 
 def test_a_start_inside_geometry_is_freed_before_moving() -> None:
     world, ref = WORLDS["bar"]
-    inside = _corner_targets("bar")
+    inside = np.concatenate([_corner_targets("bar"), [[1e6, 0.0], [0.0, -1e5], [40.0, 40.0]]])
     q = world.solve_moves(inside, np.full_like(inside, 0.2))
     assert not ref.avatar_inside(q).any()
+    assert (np.abs(q) <= [BAR.half_x - RADIUS_M, BAR.half_y - RADIUS_M]).all()
 
 
 @pytest.mark.parametrize(
