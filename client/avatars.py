@@ -215,8 +215,9 @@ class AvatarFigure:
         t = templates()
         self.avatar_id = avatar_id
         self.root = parent.attachNewNode(f"avatar:{avatar_id}")
-        # Name tag and bubbles live outside the figure so the wet floor does not reflect them.
-        self.label = labels.attachNewNode(f"label:{avatar_id}")
+        # Name tag and bubbles ride on the figure (no per-frame placement of their own); the
+        # billboard turns them to the camera whatever the figure's sway.
+        self.label = self.root.attachNewNode(f"label:{avatar_id}")
         self.body = self.root.attachNewNode("body")
         # copyTo shares the template's vertex data but gives each figure its own node state.
         t.legs.copyTo(self.body)
@@ -673,7 +674,6 @@ class Crowd:
             fig = figs[slot]
             if fig is not None:
                 fig.root.setPosHpr(x[k], y[k], z[k], h[k], p[k], r[k])
-                fig.label.setPos(x[k], y[k], 0)
 
         for slot in list(self._busy):
             fig = figs[slot]

@@ -450,6 +450,8 @@ class World:
         self.mirror.setScale(1, 1, -1)
         self.mirror.setAttrib(CullFaceAttrib.makeReverse(), 1)
         self.mirror.setBin("background", 0, 1)
+        # Name tags skip the depth test to stay readable; their reflections must not.
+        self.mirror.setDepthTest(True, 1)
         self.mirror.setColorScale(0.75, 0.72, 0.8, 1)
         self._static.instanceTo(self.mirror)
         self._neon.instanceTo(self.mirror)
