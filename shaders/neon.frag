@@ -37,13 +37,13 @@ void main() {
 
     // Face-on the tube is white-hot; at grazing angles only the gas colour is left.
     vec3 n = v_world_normal;
-    float facing = 1.0;
+    float facing = 0.75;  // flat lettering has no normals: a warm core, not a white-out
     if (dot(n, n) > 1e-4) {
         facing = abs(dot(normalize(n), normalize(v_eye_pos - v_world_pos)));
     }
     float core = pow(facing, 4.0);
     vec3 gas = u_color * p3d_ColorScale.rgb;
-    vec3 rgb = mix(gas, vec3(1.0) * max(max(gas.r, gas.g), gas.b), 0.55 * core);
+    vec3 rgb = mix(gas, vec3(1.0) * max(max(gas.r, gas.g), gas.b), 0.45 * core);
     rgb *= u_intensity * buzz * level * (0.55 + 0.45 * facing);
     o_color = vec4(rgb, alpha);
 }
