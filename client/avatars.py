@@ -21,8 +21,10 @@ import numpy as np
 from direct.showbase.ShowBase import ShowBase
 from panda3d.core import (
     AmbientLight,
+    DepthTestAttrib,
     DirectionalLight,
     NodePath,
+    RenderAttrib,
     TextNode,
     TransparencyAttrib,
 )
@@ -269,7 +271,7 @@ class AvatarFigure:
         tn.setAlign(TextNode.ACenter)
         tn.setCardColor(0.02, 0.01, 0.04, 0.55)
         tn.setCardAsMargin(0.3, 0.3, 0.12, 0.08)
-        tn.setCardDecal(True)
+        tn.setCardDecal(False)  # no depth test on tags: card, then text, in order
         tag = self.label.attachNewNode(tn)
         tag.setScale(0.16)
         tag.setZ(TAG_Z)
@@ -278,9 +280,7 @@ class AvatarFigure:
         tag.setFogOff(1)
         tag.setTransparency(TransparencyAttrib.MAlpha)
         tag.setBin("fixed", 40)
-        tag.setDepthTest(False)
-        # Written depth tells the post chain's haze that the tag is near, not the far wall.
-        tag.setDepthWrite(True)
+        _always_on_top(tag)
         self._tag_text = tn
         return tag
 
@@ -338,7 +338,7 @@ class AvatarFigure:
         tn.setTextColor(0.05, 0.03, 0.08, 1)
         tn.setCardColor(0.95, 0.92, 1.0, 0.9)
         tn.setCardAsMargin(0.4, 0.4, 0.25, 0.2)
-        tn.setCardDecal(True)
+        tn.setCardDecal(False)  # no depth test on tags: card, then text, in order
         b = self.label.attachNewNode(tn)
         b.setScale(0.14)
         lines = max(1, tn.getNumRows())
@@ -348,8 +348,7 @@ class AvatarFigure:
         b.setFogOff(1)
         b.setTransparency(TransparencyAttrib.MAlpha)
         b.setBin("fixed", 41)
-        b.setDepthTest(False)
-        b.setDepthWrite(True)
+        _always_on_top(b)
         self.bubble = b
         self.bubble_until = now_s + BUBBLE_S + 0.04 * len(text)
 
@@ -394,6 +393,16 @@ class AvatarFigure:
     def remove(self) -> None:
         self.root.removeNode()
         self.label.removeNode()
+
+
+def _always_on_top(node: NodePath) -> None:
+    """Draw over everything but still write depth.
+
+    A disabled depth test would also stop depth writes (OpenGL), and the post chain's haze reads
+    depth: the tag would be fogged like the far wall behind it. "Always pass" keeps the writes.
+    """
+    node.setAttrib(DepthTestAttrib.make(RenderAttrib.MAlways))
+    node.setDepthWrite(True)
 
 
 def _bump(u: float) -> float:

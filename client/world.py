@@ -44,8 +44,12 @@ HAZE_COLOR = (0.085, 0.045, 0.030)
 HAZE_DENSITY = 0.028
 BACKGROUND = (0.02, 0.012, 0.012, 1.0)
 LIGHT_GAIN = 4.0
-FLOOR_ALPHA = 0.72  # how much of the floor hides its reflection: lower = wetter
+FLOOR_ALPHA = 0.64  # how much of the floor hides its reflection: lower = wetter
 AMBER = (1.0, 0.52, 0.18)
+# Decorative neon running under the ceiling along each wall (not in the layout: pure mood).
+CORNICE = {"north": (1.0, 0.25, 0.7), "south": (0.18, 0.85, 1.0), "east": (0.69, 0.24, 1.0),
+           "west": (1.0, 0.54, 0.12)}  # fmt: skip
+CORNICE_DROP_M = 0.45
 # English titles shown instead of CJK signs when no CJK font exists on the machine.
 CJK_FALLBACK = {"花樣年華": "IN THE MOOD FOR LOVE"}
 
@@ -120,7 +124,7 @@ class World:
         floor = MeshBuilder()
         hx, hy = lay.half_x, lay.half_y
         cells = (int(lay.width_m * 2), int(lay.depth_m * 2))
-        floor.grid((-hx, -hy, 0), (2 * hx, 0, 0), (0, 2 * hy, 0), cells, (0.16, 0.15, 0.17))
+        floor.grid((-hx, -hy, 0), (2 * hx, 0, 0), (0, 2 * hy, 0), cells, (0.12, 0.115, 0.13))
         floor.bake(lights, AMBIENT)
         self.floor = self.root.attachNewNode(floor.node("floor"))
         self.floor.setTransparency(TransparencyAttrib.MAlpha)
@@ -130,6 +134,8 @@ class World:
         self._bottles()
         for tube in lay.tubes:
             self._tube(tube.points, tube.color, tube.radius_m, tube.flicker, tube.flicker * 8 + 1)
+        for points, color in self._cornice():
+            self._tube(points, color, 0.025, 0.0, 0.0)
         self._door(lay.door)
         self._screen(lay.screen)
         for sign in lay.signs:
@@ -148,13 +154,15 @@ class World:
             x, y = lay.wall_point(sign.wall, sign.along_m, inset_m=0.6)
             width = len(sign.text) * sign.height_m * 0.7
             out.append((x, y, sign.z_m, *sign.color, 2.0 + 2.5 * width * sign.height_m))
-        for tube in lay.tubes:
-            pts = np.array(tube.points, np.float32)
+        tubes = [(t.points, t.color, t.radius_m) for t in lay.tubes]
+        tubes += [(points, color, 0.02) for points, color in self._cornice()]
+        for points, color, radius_m in tubes:
+            pts = np.array(points, np.float32)
             for p0, p1 in itertools.pairwise(pts):
                 n = max(1, int(np.linalg.norm(p1 - p0) / 1.6))
                 for k in range(n):
                     p = p0 + (p1 - p0) * (k + 0.5) / n
-                    out.append((*p, *tube.color, 0.9 * tube.radius_m / 0.03))
+                    out.append((*p, *color, 0.9 * radius_m / 0.03))
         for box in lay.boxes:
             if box.kind == "back_bar":
                 inward = 1.0 if box.cx < 0 else -1.0
@@ -178,11 +186,24 @@ class World:
         # Neon reads strong in a dark room: scale every light together to set the exposure.
         return [(*row[:6], row[6] * LIGHT_GAIN) for row in out]
 
+    def _cornice(self) -> list[tuple[tuple[tuple[float, float, float], ...], tuple]]:
+        """One tube per wall just under the ceiling, inset from the wall face."""
+        lay = self.layout
+        hx, hy = lay.half_x - 0.06, lay.half_y - 0.06
+        z = lay.wall_height_m - CORNICE_DROP_M
+        ends = {
+            "north": ((-hx, hy), (hx, hy)),
+            "south": ((-hx, -hy), (hx, -hy)),
+            "east": ((hx, -hy), (hx, hy)),
+            "west": ((-hx, -hy), (-hx, hy)),
+        }
+        return [(((a[0], a[1], z), (b[0], b[1], z)), CORNICE[w]) for w, (a, b) in ends.items()]
+
     def _room_shell(self, mb: MeshBuilder) -> None:
         """Walls (with the door cut out), ceiling and skirting."""
         lay = self.layout
         hx, hy, h = lay.half_x, lay.half_y, lay.wall_height_m
-        wall = (0.2, 0.17, 0.19)
+        wall = (0.16, 0.135, 0.155)
         # Each wall as (corner, along-vector, inward normal) seen from inside the room.
         walls = {
             "north": ((hx, hy, 0.0), (-2 * hx, 0.0, 0.0)),
