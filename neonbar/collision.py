@@ -16,8 +16,11 @@ each avatar travels along its move until the first hit with any inflated obstacl
 along the surface, up to ``MAX_SLIDES`` times per call. When the avatar touches two surfaces at
 once (a corner, a gap between two stools) the rest of the move is projected onto the cone of
 directions that leave both, which is zero when the corner faces the move: no jitter, no sticky
-corner. A move of any length is cast whole, so nothing tunnels, and an avatar only ever advances
-along segments that were proven free, so a result is never inside geometry.
+corner. A slide never runs against the intended move, so holding a key never pulls an avatar back.
+A move of any length is cast whole, so nothing tunnels, and an avatar only ever advances along
+segments that were proven free, so a result is never inside geometry. An avatar that starts inside
+geometry (a layout change, a bad correction) is first moved to about the nearest free point
+(``depenetrate``).
 
 Speed. A clearance grid (a lower bound of the distance to the nearest obstacle per cell) lets every
 move that cannot reach an obstacle skip the ray cast; the others go through an AABB broad phase
@@ -27,6 +30,11 @@ Determinism. The solver uses only elementwise IEEE operations (``+ - * /``, ``sq
 ``max``) per (avatar, obstacle) pair, and nothing in ``solve_moves`` mixes avatars: one avatar
 solved alone (client prediction) gives a bit-identical result to the same avatar solved in a batch
 (server authority). ``separate`` couples avatars by design, so only the server runs it.
+
+Use. Build one ``CollisionWorld(load_layout(), radius_m=0.3)`` per process. Client prediction calls
+``solve_moves`` with its own avatar each frame; the server calls it with every avatar's move each
+tick, then ``separate`` for the crowd; ``spawn_point`` places newcomers; ``shapes`` feeds the debug
+view (client/collision_debug.py); ``trace_moves`` returns the slide legs for tests.
 """
 
 from __future__ import annotations
