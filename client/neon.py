@@ -39,7 +39,7 @@ from panda3d.core import (
     Vec4,
 )
 
-from client.post import SHADER_DIR
+from client.post import PRC_HOT_RELOAD, SHADER_DIR
 from neonbar.layout import Layout
 
 MAX_LIGHTS = 16  # must match MAX_LIGHTS in lit.frag and wet_floor.frag
@@ -57,9 +57,47 @@ def srgb_to_linear(color: Color) -> tuple[float, float, float]:
 
 @cache
 def _shader(vert: str, frag: str) -> Shader:
-    return Shader.load(
-        Shader.SL_GLSL, vertex=str(SHADER_DIR / vert), fragment=str(SHADER_DIR / frag)
-    )
+    # Made from the text rather than Shader.load, whose pool would keep serving the old file.
+    texts = [(SHADER_DIR / name).read_text(encoding="utf-8") for name in (vert, frag)]
+    return Shader.make(Shader.SL_GLSL, vertex=texts[0], fragment=texts[1])
+
+
+# Dev hot reload (prc neonbar-shader-hot-reload): nodes given a scene shader, by node key, so an
+# edited file can be put back on them. Only filled in dev mode: it keeps the nodes alive.
+_LIVE: dict[int, tuple[NodePath, str, str, int]] = {}
+_MTIMES: dict[str, float] = {}
+
+
+def _set_shader(node: NodePath, vert: str, frag: str, priority: int) -> None:
+    node.setShader(_shader(vert, frag), priority)
+    if PRC_HOT_RELOAD.getValue():
+        _LIVE[node.getKey()] = (node, vert, frag, priority)
+        for name in (vert, frag):
+            _MTIMES.setdefault(name, (SHADER_DIR / name).stat().st_mtime)
+
+
+def reload_scene_shaders() -> list[str]:
+    """Re-read scene shader files whose mtime changed and re-apply them (dev hot reload).
+
+    PostChain calls this from its update task when hot reload is on.
+    """
+    changed = []
+    for name, seen in list(_MTIMES.items()):
+        try:
+            mtime = (SHADER_DIR / name).stat().st_mtime
+        except OSError:
+            continue
+        if mtime != seen:
+            _MTIMES[name] = mtime
+            changed.append(name)
+    if changed:
+        _shader.cache_clear()
+        for key, (node, vert, frag, priority) in list(_LIVE.items()):
+            if node.isEmpty():
+                del _LIVE[key]
+            elif vert in changed or frag in changed:
+                node.setShader(_shader(vert, frag), priority)
+    return changed
 
 
 def neon_shader() -> Shader:
@@ -165,7 +203,7 @@ def apply_neon(
     Works on text (TextNode geometry: the glyph texture's alpha cuts the letters out) and on
     meshes (normals give the white-hot core). The node is left out of lighting and fog.
     """
-    node.setShader(neon_shader(), 10)
+    _set_shader(node, "scene.vert", "neon.frag", 10)
     node.setShaderInput("u_color", srgb_to_linear(color))
     node.setShaderInput("u_intensity", float(intensity))
     node.setShaderInput("u_flicker", float(min(max(flicker, 0.0), 1.0)))
@@ -186,7 +224,7 @@ def apply_lit(
     specular: float = 0.25,
 ) -> NodePath:
     """Light walls, furniture or avatars with the neon: vertex colour/texture is the albedo."""
-    node.setShader(lit_shader(), 5)
+    _set_shader(node, "scene.vert", "lit.frag", 5)
     lights.apply_to(node)
     node.setShaderInput("u_gloss", float(gloss))
     node.setShaderInput("u_specular", float(specular))
@@ -205,7 +243,7 @@ def apply_wet_floor(
     The floor is alpha-blended: where it is wet it turns transparent so the mirrored room shows.
     Without a reflection under it, it is simply a dark floor with neon highlights.
     """
-    node.setShader(wet_floor_shader(), 5)
+    _set_shader(node, "scene.vert", "wet_floor.frag", 5)
     lights.apply_to(node)
     node.setShaderInput("u_base_color", tuple(float(c) for c in base_color[:3]))
     node.setShaderInput("u_wetness", float(min(max(wetness, 0.0), 1.0)))
@@ -248,8 +286,9 @@ def set_avatar_glitch(node: NodePath, strength: float, lights: NeonLights | None
             apply_lit(node, lights)
         else:
             node.clearShader()
+            _LIVE.pop(node.getKey(), None)
         return
-    node.setShader(glitch_shader(), 20)
+    _set_shader(node, "glitch.vert", "glitch.frag", 20)
     node.setShaderInput("u_glitch", strength)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,10 @@ LOOKS = ("orange_haze", "teal_neon", "mood_for_love", "neutral")
 TASK_SORT = 49  # after the app's tasks (sort 0) have moved things, before igLoop (50) draws
 
 PRC_LOOK = ConfigVariableString("neonbar-look", "orange_haze", "colour grade: a LUT name or path")
-PRC_QUALITY = ConfigVariableString("neonbar-post-quality", "medium", "low, medium or high")
+PRC_QUALITY = ConfigVariableString(
+    "neonbar-post-quality", "medium", "low, medium, high, or auto (low on a software renderer)"
+)
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software")
 PRC_HOT_RELOAD = ConfigVariableBool(
     "neonbar-shader-hot-reload", False, "re-read shaders/ when a file changes (development)"
 )
@@ -187,9 +191,7 @@ class PostChain:
         self.win = self.win or self.base.win
         self.cam = self.cam or self.base.cam
         self.task_mgr = self.task_mgr or self.base.taskMgr
-        self.quality = self.quality or PRC_QUALITY.getValue()
-        if self.quality not in QUALITY:
-            raise UserError(f"quality must be low, medium or high, not {self.quality!r}")
+        self.quality = self._resolve_quality(self.quality or PRC_QUALITY.getValue())
         self.hot_reload = PRC_HOT_RELOAD.getValue() if self.hot_reload is None else self.hot_reload
         self._manager: FilterManager | None = None
         self._quads: list[tuple[NodePath, str, str, dict[str, Any]]] = []
@@ -214,9 +216,8 @@ class PostChain:
         return path
 
     def set_quality(self, quality: str) -> None:
-        """'low' | 'medium' | 'high': rebuilds the buffers (a few ms, fine on a key press)."""
-        if quality not in QUALITY:
-            raise UserError(f"quality must be low, medium or high, not {quality!r}")
+        """'low' | 'medium' | 'high' | 'auto': rebuilds the buffers (fine on a key press)."""
+        quality = self._resolve_quality(quality)
         if quality != self.quality:
             self.quality = quality
             self._teardown()
@@ -254,6 +255,15 @@ class PostChain:
         """Remove the chain and its task; the window renders the scene directly again."""
         self.task_mgr.remove(self._task_name)
         self._teardown()
+
+    def _resolve_quality(self, quality: str) -> str:
+        """'auto' picks low on a CPU rasteriser (Mesa llvmpipe), where every pixel costs."""
+        if quality == "auto":
+            renderer = self.win.getGsg().getDriverRenderer().lower()
+            return "low" if any(name in renderer for name in SOFTWARE_RENDERERS) else "medium"
+        if quality not in QUALITY:
+            raise UserError(f"quality must be low, medium, high or auto, not {quality!r}")
+        return quality
 
     # ----------------------------------------------------------------------------- building
 
@@ -409,6 +419,12 @@ class PostChain:
             for card, vert, frag, defines in self._quads:
                 if vert in changed or frag in changed:
                     card.setShader(load_shader(vert, frag, defines, self.shader_dir))
+        # The scene shaders of client.neon, if the app uses them (imported lazily: neon
+        # imports this module).
+        neon = sys.modules.get("client.neon")
+        if neon is not None and self.shader_dir == SHADER_DIR:
+            changed += neon.reload_scene_shaders()
+        if changed:
             log.info("reloaded shaders: %s", ", ".join(changed))
         return changed
 

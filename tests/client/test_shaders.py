@@ -6,6 +6,7 @@ from the window after two frames.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -312,8 +313,6 @@ def test_hot_reload_picks_up_an_edited_shader(base: object, tmp_path: Path) -> N
     marker = "    o_color = vec4(clamp(graded, 0.0, 1.0), 1.0);"
     assert marker in text
     composite.write_text(text.replace(marker, "    o_color = vec4(1.0, 0.0, 0.0, 1.0);"))
-    import os
-
     stat = composite.stat()
     os.utime(composite, (stat.st_atime, stat.st_mtime + 5))
     assert post.reload_changed_shaders() == ["composite.frag"]
@@ -349,3 +348,38 @@ def test_neon_lights_from_layout() -> None:
     assert flicker_level(3.0, 0.0, 50.0) == pytest.approx(1.0)
     dips = [flicker_level(t / 12.0, 1.0, 50.0) for t in range(240)]
     assert min(dips) < 0.5 < max(dips)
+
+
+def test_hot_reload_of_scene_shaders(
+    base: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from panda3d.core import unloadPrcFile
+
+    from client import neon
+
+    shader_dir = tmp_path / "shaders"
+    shutil.copytree(SHADERS, shader_dir)
+    monkeypatch.setattr(neon, "SHADER_DIR", shader_dir)
+    page = loadPrcFileData("neonbar-test-hot", "neonbar-shader-hot-reload #t")
+    neon._shader.cache_clear()
+    try:
+        sb = base
+        sb.camLens.setFov(60, 60 * HEIGHT / WIDTH)  # type: ignore[attr-defined]
+        sign = card(sb.render, "sign", (-3, 3, -2, 2))  # type: ignore[attr-defined]
+        sign.setY(6)
+        neon.apply_neon(sign, (1.0, 0.2, 0.6), intensity=1.0)
+        assert frame(sb)[HEIGHT // 2, WIDTH // 2, 0] > 0.5
+        frag = shader_dir / "neon.frag"
+        text = frag.read_text().replace(
+            "o_color = vec4(rgb, alpha);", "o_color = vec4(0, 1, 0, 1);"
+        )
+        frag.write_text(text)
+        stat = frag.stat()
+        os.utime(frag, (stat.st_atime, stat.st_mtime + 5))
+        assert neon.reload_scene_shaders() == ["neon.frag"]
+        assert np.allclose(frame(sb)[HEIGHT // 2, WIDTH // 2], (0, 1, 0), atol=0.01)
+    finally:
+        unloadPrcFile(page)
+        neon._shader.cache_clear()
+        neon._LIVE.clear()
+        neon._MTIMES.clear()
