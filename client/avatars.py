@@ -604,8 +604,9 @@ class Crowd:
     def _flash(self, x: float, y: float, now_s: float) -> None:
         """The clink: a burst of light where the two glasses meet."""
         mb = MeshBuilder()
-        mb.sphere((0, 0, 0), 0.12, (1.0, 0.85, 0.6, 0.9), rings=6, segments=10)
-        mb.sphere((0, 0, 0), 0.35, (1.0, 0.5, 0.8, 0.35), rings=6, segments=10)
+        mb.sphere((0, 0, 0), 0.06, (1.0, 0.95, 0.85, 1.0), rings=6, segments=10)
+        mb.sphere((0, 0, 0), 0.14, (1.0, 0.8, 0.5, 0.5), rings=6, segments=10)
+        mb.sphere((0, 0, 0), 0.3, (1.0, 0.45, 0.75, 0.18), rings=6, segments=10)
         node = self.effects.attachNewNode(mb.node("clink"))
         node.setPos(x, y, 2.05)
         additive(node)

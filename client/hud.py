@@ -113,7 +113,7 @@ class Hud:
             font=_font("字"), mayChange=True,
         )  # fmt: skip
         self.toast = OnscreenText(
-            text="", parent=self.base.aspect2d, pos=(0, 0.55), scale=0.055, fg=(1, 0.8, 0.4, 1),
+            text="", parent=self.base.aspect2d, pos=(0, 0.8), scale=0.055, fg=(1, 0.8, 0.4, 1),
             shadow=(0, 0, 0, 0.9), font=font, mayChange=True,
         )  # fmt: skip
         self.help = self._panel(HELP, (-0.95, 0.5), 0.045)
