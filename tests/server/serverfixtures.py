@@ -164,13 +164,31 @@ class RawClient:
         try:
             async with asyncio.timeout(timeout_s):
                 while True:
-                    await self.ws.recv()
+                    await self.recv(timeout_s)
         except ConnectionClosed:
             pass
         return self.ws.close_code
 
     async def close(self) -> None:
         await self.ws.close()
+
+    async def pump(self, chat_every: int = 0) -> None:
+        """Read forever, acknowledging every snapshot (as a real client's input loop does)."""
+        seq = 0
+        try:
+            while True:
+                msg = await self.recv(10.0)
+                if msg["t"] != "snap":
+                    continue
+                seq += 1
+                x, y, yaw, _ = msg["you"]
+                await self.send(
+                    {"t": "input", "seq": seq, "ack": msg["tick"], "x": x, "y": y, "yaw": yaw}
+                )
+                if chat_every and seq % chat_every == 0:
+                    await self.send({"t": "chat", "text": "x" * 400})
+        except (ConnectionClosed, TimeoutError):
+            pass
 
     async def ping_rtt_s(self) -> float:
         started = time.perf_counter()
