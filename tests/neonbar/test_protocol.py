@@ -122,7 +122,7 @@ msgpack_values = st.recursive(
 )
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     st.sampled_from(sorted(CLIENT_MESSAGES)),
     st.dictionaries(
