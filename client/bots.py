@@ -166,7 +166,7 @@ class BotFleet:
         self.progress_s = np.zeros(n)  # time since last real progress toward the target
         self._welcome_ids = [0] * n
         self._tasks: list[asyncio.Task[None]] = []
-        self._start_local_s = 0.0
+        self._deadline_s = math.inf
 
     async def run(self, duration_s: float) -> dict[str, Any]:
         started_s = time.monotonic()
@@ -185,7 +185,8 @@ class BotFleet:
                 first_failure.append(str(exc))
 
         self._tasks = [asyncio.create_task(one(s)) for s in self.sessions]
-        driver = asyncio.create_task(self._drive(started_s + duration_s))
+        self._deadline_s = started_s + duration_s
+        driver = asyncio.create_task(self._drive())
         try:
             await driver
         finally:
@@ -199,13 +200,17 @@ class BotFleet:
 
     # --------------------------------------------------------------------------- driving
 
-    async def _drive(self, deadline_s: float) -> None:
+    def stop(self) -> None:
+        """End the run at the next tick (e.g. from a signal handler)."""
+        self._deadline_s = 0.0
+
+    async def _drive(self) -> None:
         tick = 0
         next_s = time.monotonic()
         p_social = self.chatty / 60.0 * TICK_S
         while True:
             now_s = time.monotonic()
-            if now_s >= deadline_s:
+            if now_s >= self._deadline_s:
                 return
             if all(s.state is ConnectionState.CLOSED for s in self.sessions) and tick > 20:
                 return  # nobody left to drive (every connection refused or ended for good)

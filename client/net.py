@@ -455,7 +455,18 @@ class AsyncSession:
             msg = msgpack.unpackb(frame, raw=False)
         except Exception:
             return False
-        if not isinstance(msg, dict) or msg.get("t") != "snap":
+        if not isinstance(msg, dict):
+            return False
+        if msg.get("t") == "event":
+            # Joins alone are O(N^2) frames while a crowd arrives: a load bot only keeps the
+            # sequence number it needs to resume.
+            seq = msg.get("seq")
+            if not isinstance(seq, int) or seq <= self.last_event_seq:
+                return isinstance(seq, int)
+            self.last_event_seq = seq
+            self.stats.events += 1
+            return True
+        if msg.get("t") != "snap":
             return False
         tick, st = msg.get("tick"), msg.get("st")
         if not isinstance(tick, int) or not isinstance(st, (int, float)):
