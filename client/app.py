@@ -429,11 +429,12 @@ class NeonBarApp:
         return task.cont
 
     def _show_self(self) -> None:
-        """Our own tag would sit in the middle of the view; in first person, so would our head."""
+        """Our own name tag would sit in the middle of the view; in first person, so would our
+        head. (Our chat bubble stays: it shows what the others are reading.)"""
         fig = self.crowd.figure(self.you) if self.you is not None else None
         if fig is None:
             return
-        fig.label.hide()
+        fig.tag.hide()
         if self.camera.first_person != fig.root.isHidden():
             fig.root.hide() if self.camera.first_person else fig.root.show()
 

@@ -45,6 +45,19 @@ def latin_font_path() -> str | None:
 
 
 @functools.cache
+def mono_font_path() -> str | None:
+    """A monospaced face for the tables in the HUD (keys help, people), or None."""
+    for path in (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+    ):
+        if Path(path).exists():
+            return path
+    mono = [p for p in _fc_list(":spacing=mono") if p.endswith((".ttf", ".otf"))]
+    return mono[0] if mono else None
+
+
+@functools.cache
 def cjk_font_path() -> str | None:
     """A face with Chinese glyphs, or None after one warning."""
     found = _fc_list(":lang=zh")

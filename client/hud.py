@@ -116,11 +116,11 @@ class Hud:
             text="", parent=self.base.aspect2d, pos=(0, 0.8), scale=0.055, fg=(1, 0.8, 0.4, 1),
             shadow=(0, 0, 0, 0.9), font=font, mayChange=True,
         )  # fmt: skip
-        self.help = self._panel(HELP, (-0.95, 0.5), 0.045)
+        self.help = self._panel(HELP, self.base.a2dTopLeft, (0.06, -0.2), 0.042)
         self.help.hide()
-        self.people = self._panel("", (-0.6, 0.6), 0.045)
+        self.people = self._panel("", self.base.a2dTopRight, (-1.15, -0.2), 0.042)
         self.people.hide()
-        self.menu = self._panel("", (-0.55, 0.35), 0.05)
+        self.menu = self._panel("", self.base.aspect2d, (-0.6, 0.35), 0.05)
         self.menu.hide()
         self.entry = DirectEntry(
             parent=self.base.a2dBottomLeft, pos=(0.06, 0, 0.08), scale=0.045, width=34,
@@ -130,13 +130,15 @@ class Hud:
         )  # fmt: skip
         self.entry.hide()
 
-    def _panel(self, text: str, pos: tuple[float, float], scale: float) -> OnscreenText:
-        panel = OnscreenText(
-            text=text, parent=self.base.aspect2d, pos=pos, scale=scale, align=TextNode.ALeft,
-            fg=(0.95, 0.9, 1, 1), bg=(0.03, 0.01, 0.06, 0.8), font=_font(), mayChange=True,
+    def _panel(
+        self, text: str, parent: NodePath, pos: tuple[float, float], scale: float
+    ) -> OnscreenText:
+        # Monospaced: the panels are tables (keys and what they do, names and pings).
+        font = fonts.load_font(self.base.loader, fonts.mono_font_path()) or _font()
+        return OnscreenText(
+            text=text, parent=parent, pos=pos, scale=scale, align=TextNode.ALeft,
+            fg=(0.95, 0.9, 1, 1), bg=(0.03, 0.01, 0.06, 0.8), font=font, mayChange=True,
         )  # fmt: skip
-        panel.textNode.setFont(fonts.load_font(self.base.loader, fonts.latin_font_path()))
-        return panel
 
     @property
     def captures_keys(self) -> bool:
