@@ -368,6 +368,19 @@ def fit(
 
     if not MIN_SIZE <= size <= 65:
         raise UserError(f"--size must be between {MIN_SIZE} and 65, not {size}")
+    # The tensors are small: one thread is as fast as two alone, and far faster (7x measured)
+    # when other processes share the cores, where torch's worker threads spin and wait.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        table_np = _fit_table(torch, func, source, reference, size, steps, smoothness, seed)
+    finally:
+        torch.set_num_threads(threads)
+    return Lut3D(table_np, title="fitted")
+
+
+def _fit_table(torch, func, source, reference, size, steps, smoothness, seed):  # type: ignore[no-untyped-def]
+    """The optimisation behind `fit`; returns the (size, size, size, 3) numpy table."""
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
 
@@ -400,8 +413,7 @@ def fit(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    table_np = (identity + offset).detach().clamp(0.0, 1.0).numpy()
-    return Lut3D(table_np, title="fitted")
+    return (identity + offset).detach().clamp(0.0, 1.0).numpy()
 
 
 def _oklab(rgb, torch):  # type: ignore[no-untyped-def]
