@@ -168,6 +168,7 @@ class NeonBarApp:
                 "collision": self._toggle_collision_debug,
                 "escape": self._escape,
                 "shot": self._quick_screenshot,
+                "look": self._next_look,
             },
             captured=lambda: self.hud.captures_keys,
             menu_key=self.hud.menu_key,
@@ -269,6 +270,21 @@ class NeonBarApp:
             self._collision_debug = CollisionDebugView(self.base.render, world)  # type: ignore[arg-type]
         shown = self._collision_debug.toggle()
         self.hud.show_toast("collision shapes on" if shown else "collision shapes off", 1.5)
+
+    def _next_look(self) -> None:
+        """L: the next colour grade; a host changes it for the whole room."""
+        if self.postchain is None:
+            self.hud.show_toast("colour grading is off in this session")
+            return
+        from client.post import LOOKS
+
+        current = getattr(self.postchain, "look", None)
+        look = LOOKS[(LOOKS.index(current) + 1) % len(LOOKS)] if current in LOOKS else LOOKS[0]
+        if self.session is not None and self.session.role == "host":
+            self.session.send({"t": "look", "look": look})  # comes back as a look event
+        else:
+            self._set_look(look)
+        self.hud.show_toast(f"look: {look.replace('_', ' ')}", 1.5)
 
     def _escape(self) -> None:
         self.hud.help.hide()

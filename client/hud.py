@@ -30,6 +30,7 @@ Q E / right-drag   turn          V       first / third person
 Enter              chat          C       cheers (clink when close)
 G                  wave          B       drink menu (at the bar)
 Tab                people        F3      collision shapes
+L                  colour grade  F12     screenshot
 F1                 this help     Esc     close menus"""
 
 # (name, colour, glow, garnish): the house drinks; every field can be changed in the menu.

@@ -212,3 +212,20 @@ def test_cli_errors_are_sentences(monkeypatch) -> None:
 def test_colours_are_stable_per_name() -> None:
     assert color_for("Mei") == color_for("Mei")
     assert color_for("Mei").startswith("#") and len(color_for("Mei")) == 7
+
+
+def test_look_key_asks_the_room_as_host_and_switches_locally_as_guest(showbase) -> None:
+    session = FakeSession(you=1)
+    session.welcome()
+    app = NeonBarApp(showbase, session, name="me", post=True, look="orange_haze")
+    render(showbase, 1)
+    if app.postchain is None:
+        pytest.skip("post chain unavailable on this driver")
+    app.controls._fire("look", "l")
+    assert session.sent[-1] == {"t": "look", "look": "teal_neon"}
+    session.inbox.append(ev("look", look="teal_neon", by=1))
+    render(showbase, 1)
+    assert app.postchain.look == "teal_neon"
+    session.role = "viewer"
+    app.controls._fire("look", "l")
+    assert app.postchain.look == "mood_for_love"
