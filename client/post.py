@@ -273,6 +273,7 @@ class PostChain:
         loadPrcFileData("neonbar-post", "textures-power-2 none")
         q = QUALITY[self.quality or "medium"]
         width, height = self.win.getXSize(), self.win.getYSize()
+        self._built_size = (width, height)
         force = (max(16, round(width * q.scale)), max(16, round(height * q.scale)))
         if q.scale == 1.0:
             force = (0, 0)
@@ -396,6 +397,12 @@ class PostChain:
             self._set_inputs(u_near_far=(lens.getNear(), lens.getFar()))
 
     def _update(self, task: Task) -> int:
+        size = (self.win.getXSize(), self.win.getYSize())
+        if size != self._built_size and QUALITY[self.quality or "medium"].scale < 1.0:
+            # FilterManager resizes its buffers itself only at full scale; a scaled chain was
+            # sized from the old window, so rebuild it for the new one.
+            self._teardown()
+            self._build()
         now = self.base.clock.getFrameTime()
         self._set_inputs(u_time=now % 3600.0)
         self._update_lens()

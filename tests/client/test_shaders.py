@@ -383,3 +383,18 @@ def test_hot_reload_of_scene_shaders(
         neon._shader.cache_clear()
         neon._LIVE.clear()
         neon._MTIMES.clear()
+
+
+def test_scaled_chain_follows_a_window_resize(base: object) -> None:
+    from client.post import PostChain
+
+    sb = base
+    fullscreen_card(sb, RAMP_SHADER).setShaderInput("u_max", 1.0)
+    post = PostChain(sb, look="neutral", quality="medium")
+    sb.taskMgr.step()  # type: ignore[attr-defined]
+    assert post._scene_tex.getXSize() == round(WIDTH * 0.75)
+    sb.win.setSize(400, 200)  # type: ignore[attr-defined]
+    for _ in range(3):
+        sb.taskMgr.step()  # type: ignore[attr-defined]
+    assert (post._scene_tex.getXSize(), post._scene_tex.getYSize()) == (300, 150)
+    assert sb.capture.errors() == []  # type: ignore[attr-defined]
