@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -272,13 +273,21 @@ def _compile_numba() -> Callable[[np.ndarray, np.ndarray, int, np.ndarray], None
         # coeffs is the flat ((m)³ * 3 * 8,) view: explicit offsets beat per-channel slices.
         top = np.float32(m)
         zero = np.float32(0.0)
+        last = np.int32(m - 1)
         for p in numba.prange(src.shape[0]):
-            fr = min(max(src[p, 0] * top, zero), top)
-            fg = min(max(src[p, 1] * top, zero), top)
-            fb = min(max(src[p, 2] * top, zero), top)
-            ir = min(np.int32(fr), m - 1)
-            ig = min(np.int32(fg), m - 1)
-            ib = min(np.int32(fb), m - 1)
+            # Clamp to the lattice; the top cell keeps its far corner (fraction 1).
+            fr = src[p, 0] * top
+            fg = src[p, 1] * top
+            fb = src[p, 2] * top
+            fr = zero if fr < zero else (top if fr > top else fr)
+            fg = zero if fg < zero else (top if fg > top else fg)
+            fb = zero if fb < zero else (top if fb > top else fb)
+            ir = np.int32(fr)
+            ig = np.int32(fg)
+            ib = np.int32(fb)
+            ir = last if ir > last else ir
+            ig = last if ig > last else ig
+            ib = last if ib > last else ib
             x = fr - np.float32(ir)
             y = fg - np.float32(ig)
             z = fb - np.float32(ib)
@@ -384,7 +393,7 @@ def _fit_table(torch, func, source, reference, size, steps, smoothness, seed):  
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    def sample(img: np.ndarray, count: int = 4096) -> torch.Tensor:
+    def sample(img: np.ndarray, count: int = 4096) -> Any:
         px = np.asarray(img, np.float32).reshape(-1, 3)
         idx = rng.choice(len(px), size=count, replace=len(px) < count)
         return torch.from_numpy(np.clip(px[idx], 0.0, 1.0))
