@@ -33,7 +33,7 @@ from neonbar.protocol import (
     error_message,
 )
 from server.metrics import CONTENT_TYPE, ServerMetrics
-from server.room import JoinRefused, Room, RoomConfig, Session, write_frame
+from server.room import JoinRefused, Room, RoomConfig, Session
 from server.storage import SqliteStorage, Storage
 
 log = logging.getLogger("neonbar.server")
@@ -246,7 +246,7 @@ class SessionServer:
 
     def _report(self, session: Session, exc: ProtocolError) -> None:
         self.metrics.errors.labels(str(int(exc.code))).inc()
-        write_frame(session.conn, encode(error_message(exc)))
+        session.write(encode(error_message(exc)))
 
 
 def _peer(conn: ServerConnection) -> str:

@@ -21,6 +21,7 @@ from neonbar.layout import Layout
 log = logging.getLogger("neonbar.server")
 
 AVATAR_RADIUS_M = 0.3
+_SPAWN_NEIGHBOURS = 96
 
 
 class _FallbackWorld:
@@ -133,7 +134,12 @@ class MoveValidator:
         if hasattr(self.world, "spawn_point"):
             # Only avatars near the spawn circle matter; skipping the rest keeps a join cheap.
             reach_m = layout.spawn_radius_m + 1.0
-            near = others_m[np.hypot(others_m[:, 0] - sx, others_m[:, 1] - sy) < reach_m]
+            dist_m = np.hypot(others_m[:, 0] - sx, others_m[:, 1] - sy)
+            near = others_m[dist_m < reach_m]
+            if len(near) > _SPAWN_NEIGHBOURS:
+                # A circle this crowded is full anyway; the nearest few decide where room is.
+                nearest = np.argpartition(dist_m, _SPAWN_NEIGHBOURS)[:_SPAWN_NEIGHBOURS]
+                near = others_m[nearest]
             return np.asarray(self.world.spawn_point(rng, occupied=near), dtype=np.float64)
         angle = rng.uniform(0, 2 * np.pi)
         radius_m = layout.spawn_radius_m * np.sqrt(rng.uniform())

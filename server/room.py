@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
@@ -48,6 +47,12 @@ from neonbar.protocol import (
 from neonbar.ratelimit import ConnectionLimits
 from neonbar.tokens import TokenError, verify
 from server.movement import MoveValidator
+from server.snapshots import (
+    can_write_directly,
+    finish_snapshot,
+    snapshot_prefix,
+    write_binary_frame,
+)
 from server.storage import KEPT_EVENT_KINDS
 
 if TYPE_CHECKING:
@@ -175,6 +180,16 @@ class Session:
     sent_cells: dict[int, int] = field(default_factory=dict)  # tick -> cell it was served by
     skipped: int = 0
     closing: bool = False
+    direct: bool = False  # snapshot frames may bypass the generic frame writer
+
+    def __post_init__(self) -> None:
+        self.direct = can_write_directly(self.conn)
+
+    def write(self, frame: bytes) -> bool:
+        """Queue one frame without awaiting; frames leave in the order they are written."""
+        if self.direct:
+            return write_binary_frame(self.conn, frame)
+        return write_frame(self.conn, frame)
 
     @property
     def peer(self) -> str:
@@ -300,7 +315,7 @@ class Room:
             replayed = 0
             if since is not None:
                 for frame in self.events.since(int(since)):
-                    write_frame(conn, frame)
+                    session.write(frame)
                     replayed += 1
             log.info(
                 "resumed avatar %d %r in %s from %s (%d events replayed)",
@@ -386,7 +401,7 @@ class Room:
                 )
         elif kind == "ping":
             pong = encode({"t": "pong", "ct": msg["ct"], "st": now_s})
-            write_frame(session.conn, pong)
+            session.write(pong)
         elif kind == "chat":
             if avatar.role == "viewer":
                 raise ProtocolError(ErrorCode.NOT_ALLOWED, "viewers cannot chat", "chat")
@@ -465,7 +480,7 @@ class Room:
             self.storage.save_room(self.name, self.look, seq)
         sent = 0
         for session in list(self.sessions.values()):
-            if write_frame(session.conn, frame):
+            if session.write(frame):
                 sent += 1
             # Events are never skipped; a client that cannot keep up is dropped and will
             # get them on resume instead.
@@ -544,8 +559,8 @@ class Room:
         skip_bytes, max_bytes = self.config.snapshot_skip_bytes, self.config.max_buffer_bytes
         ack_deadline = st - self.config.ack_timeout_s
         sent = skipped = out_bytes = 0
-        packb = msgpack.packb
         pick_base = self.encoder.pick_base
+        prefixes: dict[tuple[int, int], bytes] = {}  # (cell, base) -> shared message prefix
         for i, session in enumerate(sessions):
             conn = session.conn
             buffered = buffered_bytes(conn)
@@ -559,23 +574,16 @@ class Room:
                     skipped += 1
                 continue
             cell = cells[i]
-            body = self.encoder.body(cell, pick_base(cell, session.ack, session.sent_cells))
+            key = (cell, pick_base(cell, session.ack, session.sent_cells))
+            prefix = prefixes.get(key)
+            if prefix is None:
+                prefix = snapshot_prefix(tick, st, self.encoder.body(*key))
+                prefixes[key] = prefix
             x, y, w = you[i]
-            frame = packb(
-                {
-                    "t": "snap",
-                    "tick": tick,
-                    "base": body.base,
-                    "st": st,
-                    "you": [x, y, w, session.avatar.last_seq],
-                    "d": body.d,
-                    "a": body.a,
-                },
-                use_bin_type=True,
-            )
-            if write_frame(conn, frame):
+            payload = finish_snapshot(prefix, [x, y, w, session.avatar.last_seq])
+            if session.write(payload):
                 sent += 1
-                out_bytes += len(frame)
+                out_bytes += len(payload)
                 cells_sent = session.sent_cells
                 cells_sent[tick] = cell
                 if len(cells_sent) > self.config.history_ticks + 4:
@@ -649,7 +657,7 @@ class Room:
             "look": self.look,
             "layout": self.layout.name,
         }
-        write_frame(session.conn, encode(welcome))
+        session.write(encode(welcome))
 
     def _allocate_id(self, now_s: float) -> int:
         while self._cooling_ids and self._cooling_ids[0][0] <= now_s:
