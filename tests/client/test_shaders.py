@@ -398,3 +398,62 @@ def test_scaled_chain_follows_a_window_resize(base: object) -> None:
         sb.taskMgr.step()  # type: ignore[attr-defined]
     assert (post._scene_tex.getXSize(), post._scene_tex.getYSize()) == (300, 150)
     assert sb.capture.errors() == []  # type: ignore[attr-defined]
+
+
+def test_lit_surfaces_take_the_neon_colour(base: object) -> None:
+    from client.neon import NeonLights, apply_lit
+
+    sb = base
+    sb.camLens.setFov(60, 60 * HEIGHT / WIDTH)  # type: ignore[attr-defined]
+    wall = card(sb.render, "wall", (-4, 4, -3, 3))  # type: ignore[attr-defined]
+    wall.setY(6)
+    wall.setColor(0.6, 0.6, 0.6, 1)
+    # A magenta light in front of the wall's left half.
+    apply_lit(wall, NeonLights.from_points([((-2.0, 5.0, 0.0), (1.0, 0.1, 0.8), 3.0)]))
+    img = frame(sb)
+    left, right = img[HEIGHT // 2, WIDTH // 4], img[HEIGHT // 2, 3 * WIDTH // 4]
+    assert left[0] > left[1] + 0.2 and left[2] > left[1]  # magenta, not white
+    assert left.sum() > right.sum()  # brighter near the light
+
+
+def test_wet_floor_mirrors_what_is_beneath(base: object) -> None:
+    from client.neon import NeonLights, apply_neon, apply_wet_floor, make_reflection
+    from client.shapes import MeshBuilder
+
+    sb = base
+    sb.camLens.setFov(60, 60 * HEIGHT / WIDTH)  # type: ignore[attr-defined]
+    sb.cam.setPos(0, -4, 1.0)  # type: ignore[attr-defined]
+    sb.cam.lookAt(0, 6, 0.2)  # type: ignore[attr-defined]
+    glow = card(sb.render, "glow", (-3, 3, 0.5, 2.5))  # type: ignore[attr-defined]
+    glow.setY(6)
+    apply_neon(glow, (0.2, 0.9, 1.0), intensity=1.0)
+    mb = MeshBuilder()
+    mb.grid((-8, -4, 0), (16, 0, 0), (0, 12, 0), (8, 6), (1, 1, 1))
+    floor = sb.render.attachNewNode(mb.node("floor"))  # type: ignore[attr-defined]
+    make_reflection(sb.render, glow)  # type: ignore[attr-defined]
+    lights = NeonLights.from_points([((0.0, 5.5, 1.5), (0.2, 0.9, 1.0), 2.0)])
+    apply_wet_floor(floor, lights, wetness=1.0)
+    wet = frame(sb)
+    apply_wet_floor(floor, lights, wetness=0.0)
+    dry = frame(sb)
+    # Below the horizon line of the card: the floor in front of it shows its cyan reflection.
+    rows = slice(int(HEIGHT * 0.62), int(HEIGHT * 0.8))
+    cols = slice(WIDTH // 3, 2 * WIDTH // 3)
+    assert wet[rows, cols, 2].mean() > dry[rows, cols, 2].mean() + 0.05
+    assert sb.capture.errors() == []  # type: ignore[attr-defined]
+
+
+def test_avatar_glitch_on_and_off(base: object) -> None:
+    from client.neon import set_avatar_glitch
+
+    sb = base
+    sb.camLens.setFov(60, 60 * HEIGHT / WIDTH)  # type: ignore[attr-defined]
+    body = card(sb.render, "avatar", (-1, 1, -2, 2))  # type: ignore[attr-defined]
+    body.setY(6)
+    body.setColor(0.2, 0.5, 0.9, 1)
+    calm = frame(sb)
+    set_avatar_glitch(body, 1.0)
+    torn = frame(sb)
+    assert np.abs(torn - calm).mean() > 0.01
+    set_avatar_glitch(body, 0.0)
+    assert np.abs(frame(sb) - calm).max() < 0.02
