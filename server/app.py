@@ -111,6 +111,7 @@ class SessionServer:
             self._server.close(close_connections=False)
         conns: list[ServerConnection] = []
         for room in list(self.rooms.values()):
+            room.emit("system", text="The server is shutting down; you will be reconnected.")
             conns.extend(s.conn for s in room.sessions.values())
         closing = [c.close(CloseCode.GOING_AWAY, "server shutting down") for c in conns]
         if closing:

@@ -62,7 +62,7 @@ log = logging.getLogger("neonbar.server")
 
 PALETTE = ("#ff8a1f", "#ff2d55", "#2de2ff", "#b13dff", "#39ff88", "#ffd23f", "#ff3fb4", "#5b8cff")
 TIPSY_PER_DRINK = 0.25
-TIPSY_DECAY_PER_S = 1.0 / 300  # fully sober five minutes after the last drink
+TIPSY_DECAY_PER_S = 0.1 / 60  # 0.1 per minute (docs/protocol.md)
 
 
 @dataclass

@@ -54,7 +54,9 @@ def test_sigterm_closes_clients_with_1001_and_flushes_storage(tmp_path: Path):
             await ann.send({"t": "chat", "text": "last orders"})
             await ann.event("chat", text="last orders")
             proc.send_signal(signal.SIGTERM)
-            return await ann.closed(timeout_s=10)
+            code = await ann.closed(timeout_s=10)
+            assert ann.events[-1]["kind"] == "system"
+            return code
 
         assert run(scenario()) == CloseCode.GOING_AWAY
         assert proc.wait(10) == 0
