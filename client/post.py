@@ -156,6 +156,16 @@ def load_shader(
     return Shader.make(Shader.SL_GLSL, vertex=sources[0], fragment=sources[1])
 
 
+_NPOT_PAGE: list[Any] = []
+
+
+def _allow_npot_textures() -> None:
+    """Render textures must not be padded to powers of two: the passes sample them with plain
+    0..1 coordinates. Every GL 3.3 driver handles any size. Set once per process."""
+    if not _NPOT_PAGE:
+        _NPOT_PAGE.append(loadPrcFileData("neonbar-post", "textures-power-2 none"))
+
+
 def _float_props() -> FrameBufferProperties:
     props = FrameBufferProperties()
     props.setFloatColor(True)
@@ -268,9 +278,7 @@ class PostChain:
     # ----------------------------------------------------------------------------- building
 
     def _build(self) -> None:
-        # Render textures must not be padded to powers of two: the passes sample them with
-        # plain 0..1 coordinates. Every GL 3.3 driver handles any size.
-        loadPrcFileData("neonbar-post", "textures-power-2 none")
+        _allow_npot_textures()
         q = QUALITY[self.quality or "medium"]
         width, height = self.win.getXSize(), self.win.getYSize()
         self._built_size = (width, height)

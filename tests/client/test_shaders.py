@@ -23,6 +23,7 @@ from panda3d.core import (
     Notify,
     Shader,
     loadPrcFileData,
+    unloadPrcFile,
 )
 
 from neonbar import lut as L
@@ -62,7 +63,7 @@ class Capture:
 
 @pytest.fixture
 def base() -> Iterator[object]:
-    loadPrcFileData(
+    page = loadPrcFileData(
         "neonbar-test",
         f"load-display p3headlessgl\nwindow-type offscreen\naudio-library-name null\n"
         f"win-size {WIDTH} {HEIGHT}\ngl-version 3 3\ngl-check-errors #t\nsync-video #f\n",
@@ -76,6 +77,7 @@ def base() -> Iterator[object]:
     sb.camLens.setNearFar(0.5, 200.0)
     yield sb
     sb.destroy()
+    unloadPrcFile(page)
 
 
 def frame(sb: object) -> np.ndarray:
@@ -353,8 +355,6 @@ def test_neon_lights_from_layout() -> None:
 def test_hot_reload_of_scene_shaders(
     base: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from panda3d.core import unloadPrcFile
-
     from client import neon
 
     shader_dir = tmp_path / "shaders"
