@@ -3,11 +3,15 @@
 All take a NodePath and set a GLSL shader (shaders/*.vert|frag) plus its inputs on it; colours
 are given as in the layout (sRGB 0..1, e.g. `Sign.color`) and converted to linear here. They
 write linear HDR colour, which only looks right under `client.post.PostChain` (tone mapping,
-bloom); without the chain, emissive parts clip to white.
+bloom) with its default settings; without the chain, emissive parts clip to white. (The bar
+of client/world.py bakes display-referred colours and runs the chain with
+`display_scene_settings()`; mixing the two in one scene would decode these shaders' output
+twice.)
 
 Calls for client/world.py::
 
-    from client.neon import NeonLights, apply_lit, apply_neon, apply_wet_floor, make_reflection
+    from client.neon import (NeonLights, apply_lit, apply_neon, apply_wet_floor,
+                             make_reflection, set_avatar_glitch)
 
     lights = NeonLights.from_layout(layout)              # ≤ 16 point lights from signs + tubes
     apply_neon(sign_np, sign.color, intensity=5.0, flicker=sign.flicker, buzz_hz=sign.buzz_hz)
@@ -15,7 +19,7 @@ Calls for client/world.py::
     apply_lit(room_np, lights)                           # walls, furniture, avatars
     mirror = make_reflection(base.render, room_np, neon_np)   # the room upside down, z < 0
     apply_wet_floor(floor_np, lights, wetness=0.7)       # draw the floor after the mirror
-    set_avatar_glitch(avatar_np, 0.8)                    # poor connection; 0 restores lit
+    set_avatar_glitch(avatar_np, 0.8)                    # poor connection; 0 takes it off
     lights.apply_to(base.render)                         # after moving/adding lights
 
 The shaders read `osg_FrameTime`, so flicker and ripples animate with no per-frame Python.
