@@ -62,62 +62,54 @@ def hex_rgb(color: str | None, default: str = DEFAULT_COLOR) -> tuple[float, flo
 
 @dataclass
 class Templates:
-    """The figure's meshes, built once and shared by every avatar."""
+    """The figure's meshes, built once; each figure makes its own tinted copies.
 
-    legs: NodePath
-    suit: NodePath
-    trim: NodePath
-    head: NodePath
-    eyes: NodePath
-    mouth: NodePath
-    arm: NodePath
-    hand: NodePath
+    Few meshes per figure keep the draw count down (a crowd of 200 is drawn twice, once in the
+    wet floor): the whole body is one mesh, each arm another, and the unlit neon trim, the eyes
+    and the mouth are small ones of their own (the last two change shape with expressions).
+    """
+
+    body: MeshBuilder
+    trim: MeshBuilder
+    eyes: MeshBuilder
+    mouth: MeshBuilder
+    arm: MeshBuilder
 
 
 def _build_templates() -> Templates:
     dark = (0.06, 0.06, 0.08)
     white = (1.0, 1.0, 1.0)
     skin = (0.78, 0.66, 0.62)
+    hair = (0.08, 0.06, 0.07)
 
-    legs = MeshBuilder()
+    body = MeshBuilder()
     for x in (-0.1, 0.1):
-        legs.cylinder((x, 0, 0.06), 0.075, 0.78, dark, segments=10, top_radius_m=0.09)
-        legs.box((x, 0.04, 0.045), (0.07, 0.13, 0.045), (0.02, 0.02, 0.02))
-    suit = MeshBuilder()  # white: tinted per user with a colour scale
-    suit.cylinder((0, 0, 0.8), 0.19, 0.62, white, segments=16, top_radius_m=0.23)
-    suit.sphere((0, 0, 1.4), (0.26, 0.16, 0.1), white, rings=6, segments=16)
-    suit.cylinder((0, 0, 1.42), 0.06, 0.1, skin, segments=8)
+        body.cylinder((x, 0, 0.06), 0.075, 0.78, dark, segments=10, top_radius_m=0.09)
+        body.box((x, 0.04, 0.045), (0.07, 0.13, 0.045), (0.02, 0.02, 0.02))
+    body.cylinder((0, 0, 1.42), 0.06, 0.1, skin, segments=8)
+    body.sphere((0, 0, HEAD_Z), (0.14, 0.15, 0.17), skin, rings=10, segments=16)
+    body.sphere((0, -0.02, HEAD_Z + 0.08), (0.15, 0.15, 0.12), hair, rings=6, segments=16)
+    body.tinted = True  # the jacket, in the user's colour
+    body.cylinder((0, 0, 0.8), 0.19, 0.62, white, segments=16, top_radius_m=0.23)
+    body.sphere((0, 0, 1.4), (0.26, 0.16, 0.1), white, rings=6, segments=16)
+    body.cylinder((0, 0.0, 1.44), 0.1, 0.08, white, segments=12, top_radius_m=0.085)  # collar
+    body.tinted = False
     trim = MeshBuilder()  # neon accents in the user's colour, unlit
+    trim.tinted = True
     trim.cylinder((0, 0, 0.86), 0.195, 0.035, white, segments=16, caps=False)
     trim.rod((-0.08, 0.205, 1.38), (0.08, 0.15, 0.95), 0.012, white, segments=4)
-    trim.cylinder((0, 0, 1.47), 0.068, 0.025, white, segments=12, caps=False)
-    head = MeshBuilder()
-    head.sphere((0, 0, 0.12), (0.14, 0.15, 0.17), skin, rings=10, segments=16)
-    head.sphere((0, -0.02, 0.2), (0.15, 0.15, 0.12), (0.08, 0.06, 0.07), rings=6, segments=16)
-    eyes = MeshBuilder()
+    trim.cylinder((0, 0, 1.5), 0.087, 0.022, white, segments=12, caps=False)
+    eyes = MeshBuilder()  # around the eyes pivot (head front)
     eyes.emissive = True
     for x in (-0.055, 0.055):
-        eyes.sphere((x, 0.13, 0.14), (0.028, 0.012, 0.02), white, rings=4, segments=8)
-    mouth = MeshBuilder()
-    mouth.box((0, 0.14, 0.05), (0.04, 0.006, 0.008), (0.25, 0.05, 0.07))
-    arm = MeshBuilder()  # hangs from the shoulder pivot along -z
+        eyes.sphere((x, 0, 0), (0.028, 0.012, 0.02), white, rings=4, segments=8)
+    mouth = MeshBuilder()  # around the mouth pivot
+    mouth.box((0, 0, 0), (0.04, 0.006, 0.008), (0.25, 0.05, 0.07))
+    arm = MeshBuilder()  # hangs from the shoulder pivot along -z, the hand at its end
+    arm.sphere((0, 0, -0.62), 0.05, skin, rings=4, segments=8)
+    arm.tinted = True
     arm.cylinder((0, 0, -0.6), 0.05, 0.6, white, segments=8, top_radius_m=0.065)
-    hand = MeshBuilder()
-    hand.sphere((0, 0, 0), 0.05, skin, rings=4, segments=8)
-
-    def np_(mb: MeshBuilder, name: str) -> NodePath:
-        return NodePath(mb.node(name))
-
-    return Templates(
-        legs=np_(legs, "legs"),
-        suit=np_(suit, "suit"),
-        trim=np_(trim, "trim"),
-        head=np_(head, "head"),
-        eyes=np_(eyes, "eyes"),
-        mouth=np_(mouth, "mouth"),
-        arm=np_(arm, "arm"),
-        hand=np_(hand, "hand"),
-    )
+    return Templates(body=body, trim=trim, eyes=eyes, mouth=mouth, arm=arm)
 
 
 _templates: Templates | None = None
@@ -221,23 +213,19 @@ class AvatarFigure:
         # billboard turns them to the camera whatever the figure's sway.
         self.label = self.root.attachNewNode(f"label:{avatar_id}")
         self.body = self.root.attachNewNode("body")
-        # copyTo shares the template's vertex data but gives each figure its own node state.
-        t.legs.copyTo(self.body)
-        self.suit = t.suit.copyTo(self.body)
-        self.trim = t.trim.copyTo(self.body)
+        rgb = hex_rgb(color)
+        self.suit = self.body.attachNewNode(t.body.node("suit", rgb))
+        self.trim = self.body.attachNewNode(t.trim.node("trim", brighten(rgb, 0.3)))
         self.trim.setLightOff(1)
         self.head = self.body.attachNewNode("head")
-        self.head.setZ(1.5)
-        t.head.copyTo(self.head)
-        self.eyes = self.head.attachNewNode("eyes-pivot")
-        self.eyes.setPos(0, 0.13, 0.14)
-        t.eyes.copyTo(self.eyes).setPos(0, -0.13, -0.14)
+        self.head.setZ(HEAD_Z)
+        self.eyes = self.head.attachNewNode(t.eyes.node("eyes"))
+        self.eyes.setPos(0, 0.13, 0.02)
         self.eyes.setLightOff(1)
-        self.mouth = self.head.attachNewNode("mouth-pivot")
-        self.mouth.setPos(0, 0.14, 0.05)
-        t.mouth.copyTo(self.mouth).setPos(0, -0.14, -0.05)
-        self.arm_r = self._arm(0.27)
-        self.arm_l = self._arm(-0.27)
+        self.mouth = self.head.attachNewNode(t.mouth.node("mouth"))
+        self.mouth.setPos(0, 0.14, -0.07)
+        self.arm_r = self._arm(0.27, rgb)
+        self.arm_l = self._arm(-0.27, rgb)
         self.hand_r = self.arm_r.find("hand")
         self.glass: NodePath | None = None
         self.tag = self._text_tag(name)
@@ -247,18 +235,15 @@ class AvatarFigure:
         self.emote_t0 = 0.0
         self.expression = "neutral"
         self.color = color
-        self.set_color(color)
+        self._tag_text.setTextColor(*brighten(rgb, 0.35), 1)
         self.drink: dict[str, Any] | None = None
 
-    def _arm(self, x: float) -> NodePath:
-        t = templates()
+    def _arm(self, x: float, rgb: tuple[float, float, float]) -> NodePath:
         pivot = self.body.attachNewNode("arm")
         pivot.setPos(x, 0, 1.38)
         pivot.setR(8 if x > 0 else -8)  # arms hang slightly away from the body
-        t.arm.copyTo(pivot)
-        hand = pivot.attachNewNode("hand")
-        hand.setZ(-0.62)
-        t.hand.copyTo(hand)
+        pivot.attachNewNode(templates().arm.node("arm-mesh", rgb))
+        pivot.attachNewNode("hand").setZ(-0.62)
         return pivot
 
     def _text_tag(self, name: str) -> NodePath:
@@ -288,12 +273,16 @@ class AvatarFigure:
         self._tag_text.setText(name)
 
     def set_color(self, color: str) -> None:
+        """Re-tint the jacket, arms and neon trim (a profile change)."""
+        if color == self.color:
+            return
+        t = templates()
         rgb = hex_rgb(color)
         self.color = color
-        self.suit.setColorScale(*rgb, 1)
-        self.trim.setColorScale(*brighten(rgb, 0.3), 1)
-        self.arm_r.getChild(0).setColorScale(*rgb, 1)
-        self.arm_l.getChild(0).setColorScale(*rgb, 1)
+        _swap_geom(self.suit, t.body.node("suit", rgb))
+        _swap_geom(self.trim, t.trim.node("trim", brighten(rgb, 0.3)))
+        for pivot in (self.arm_r, self.arm_l):
+            _swap_geom(pivot.getChild(0), t.arm.node("arm-mesh", rgb))
         self._tag_text.setTextColor(*brighten(rgb, 0.35), 1)
 
     def set_drink(self, drink: dict[str, Any] | None) -> None:
@@ -393,6 +382,12 @@ class AvatarFigure:
     def remove(self) -> None:
         self.root.removeNode()
         self.label.removeNode()
+
+
+def _swap_geom(node: NodePath, new: Any) -> None:
+    gnode = node.node()
+    gnode.removeAllGeoms()
+    gnode.addGeomsFrom(new)
 
 
 def _always_on_top(node: NodePath) -> None:

@@ -54,7 +54,9 @@ class MeshBuilder:
         self._tri: list[np.ndarray] = []
         self._glow: list[np.ndarray] = []
         self._count = 0
+        self._tint: list[np.ndarray] = []
         self.emissive = False  # pieces added while True are skipped by `bake` (they shine)
+        self.tinted = False  # pieces added while True take the colour given to `node(tint=...)`
 
     @property
     def empty(self) -> bool:
@@ -68,6 +70,7 @@ class MeshBuilder:
         self._col.append(np.tile(np.asarray(_rgba(color), np.float32), (n, 1)))
         self._tri.append(np.asarray(tri, np.int64) + self._count)
         self._glow.append(np.full(n, self.emissive))
+        self._tint.append(np.full(n, self.tinted))
         self._count += n
 
     def bake(self, lights: np.ndarray, ambient: Color) -> None:
@@ -265,14 +268,17 @@ class MeshBuilder:
 
     # ---------------------------------------------------------------------------------- output
 
-    def node(self, name: str) -> GeomNode:
-        """One GeomNode holding everything added so far."""
+    def node(self, name: str, tint: Color | None = None) -> GeomNode:
+        """One GeomNode holding everything added so far; `tint` multiplies the tinted pieces."""
         node = GeomNode(name)
         if self.empty:
             return node
         pos = np.concatenate(self._pos)
         nrm = np.concatenate(self._nrm)
         col = np.concatenate(self._col)
+        if tint is not None:
+            col = col.copy()
+            col[np.concatenate(self._tint), :3] *= np.asarray(tint[:3], np.float32)
         tri = np.concatenate(self._tri)
         n = len(pos)
         vdata = GeomVertexData(name, FORMAT, Geom.UHStatic)

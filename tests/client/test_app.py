@@ -229,3 +229,12 @@ def test_look_key_asks_the_room_as_host_and_switches_locally_as_guest(showbase) 
     session.role = "viewer"
     app.controls._fire("look", "l")
     assert app.postchain.look == "mood_for_love"
+
+
+def test_profile_event_renames_and_recolours(app) -> None:
+    fig = app.crowd.figure(7)
+    before = fig.suit.node().getGeom(0)
+    app.session.inbox.append(ev("profile", avatar=7, name="Mei Lin", color="#39ff88"))
+    render(app.base, 1)
+    assert fig.tag.node().getText() == "Mei Lin" and fig.color == "#39ff88"
+    assert fig.suit.node().getNumGeoms() == 1 and fig.suit.node().getGeom(0) != before
