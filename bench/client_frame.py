@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/client_frame.py [--avatars 200] [--frames 120] [--size 1280x720]
 
-1. Python per frame (CPU time of the main thread): the app's frame task (network poll, prediction, crowd placement of every
-   avatar with bob/sway/tipsy, camera, HUD, neon flicker) with N remote avatars walking. The
+1. Python per frame (CPU time of the main thread): the app's frame task (network poll,
+   prediction, crowd placement of every avatar with bob/sway/tipsy, camera, HUD, neon flicker)
+   with N remote avatars walking. The
    session is a stand-in returning already-interpolated numpy arrays, so this measures the
    client's own work (target <= 4 ms at 200 avatars).
 2. Offscreen frame time: the whole frame (tasks + drawing + readback-free swap) at the given size
