@@ -201,11 +201,15 @@ def apply_neon(
     flicker: float = 0.0,
     buzz_hz: float = 50.0,
     phase: float | None = None,
+    scene_gamma: float = 1.0,
 ) -> NodePath:
     """Make a tube or sign glow: sRGB colour, HDR intensity, flicker 0..1, mains hum in Hz.
 
     Works on text (TextNode geometry: the glyph texture's alpha cuts the letters out) and on
     meshes (normals give the white-hot core). The node is left out of lighting and fog.
+    `scene_gamma` matches the chain's `PostSettings.scene_gamma` (2.2 in a display-referred
+    scene such as the baked bar), so the light arrives linear either way; the same holds for the
+    other apply_* calls.
     """
     _set_shader(node, "scene.vert", "neon.frag", 10)
     node.setShaderInput("u_color", srgb_to_linear(color))
@@ -215,6 +219,7 @@ def apply_neon(
     # A stable per-node phase so two signs never drop out together.
     seed = phase if phase is not None else (hash(node.getName()) % 1000) * 0.37
     node.setShaderInput("u_phase", float(seed))
+    node.setShaderInput("u_scene_gamma", float(scene_gamma))
     node.setTransparency(TransparencyAttrib.MAlpha)
     node.setLightOff(1)
     node.setFogOff(1)
@@ -226,12 +231,14 @@ def apply_lit(
     lights: NeonLights,
     gloss: float = 24.0,
     specular: float = 0.25,
+    scene_gamma: float = 1.0,
 ) -> NodePath:
     """Light walls, furniture or avatars with the neon: vertex colour/texture is the albedo."""
     _set_shader(node, "scene.vert", "lit.frag", 5)
     lights.apply_to(node)
     node.setShaderInput("u_gloss", float(gloss))
     node.setShaderInput("u_specular", float(specular))
+    node.setShaderInput("u_scene_gamma", float(scene_gamma))
     return node
 
 
@@ -241,6 +248,7 @@ def apply_wet_floor(
     base_color: Color = (0.05, 0.045, 0.05),
     wetness: float = 0.7,
     puddles_per_m: float = 0.35,
+    scene_gamma: float = 1.0,
 ) -> NodePath:
     """A dark glossy floor whose puddles mirror what is drawn beneath it (see make_reflection).
 
@@ -252,6 +260,7 @@ def apply_wet_floor(
     node.setShaderInput("u_base_color", tuple(float(c) for c in base_color[:3]))
     node.setShaderInput("u_wetness", float(min(max(wetness, 0.0), 1.0)))
     node.setShaderInput("u_puddle_scale", float(puddles_per_m))
+    node.setShaderInput("u_scene_gamma", float(scene_gamma))
     node.setTransparency(TransparencyAttrib.MAlpha)
     # After the mirror (background bin) and before the room's transparent neon halos.
     node.setBin("background", 10)
@@ -278,7 +287,9 @@ def make_reflection(
     return mirror
 
 
-def set_avatar_glitch(node: NodePath, strength: float, lights: NeonLights | None = None) -> None:
+def set_avatar_glitch(
+    node: NodePath, strength: float, lights: NeonLights | None = None, scene_gamma: float = 1.0
+) -> None:
     """Tear and colour-split an avatar whose connection is poor; 0 puts its normal look back.
 
     With `lights`, strength 0 restores the lit shader; otherwise the shader is cleared so the
@@ -287,13 +298,14 @@ def set_avatar_glitch(node: NodePath, strength: float, lights: NeonLights | None
     strength = min(max(float(strength), 0.0), 1.0)
     if strength <= 0.0:
         if lights is not None:
-            apply_lit(node, lights)
+            apply_lit(node, lights, scene_gamma=scene_gamma)
         else:
             node.clearShader()
             _LIVE.pop(node.getKey(), None)
         return
     _set_shader(node, "glitch.vert", "glitch.frag", 20)
     node.setShaderInput("u_glitch", strength)
+    node.setShaderInput("u_scene_gamma", float(scene_gamma))
 
 
 def flicker_level(t_s: float, flicker: float, buzz_hz: float, phase: float = 0.0) -> float:

@@ -16,6 +16,8 @@ uniform float u_specular;    // specular strength
 uniform sampler2D p3d_Texture0;
 uniform vec4 p3d_ColorScale;
 
+uniform float u_scene_gamma;  // 1: linear scene; 2.2: a display-referred scene (see PostSettings)
+
 in vec3 v_world_pos;
 in vec3 v_world_normal;
 in vec3 v_eye_pos;
@@ -23,6 +25,12 @@ in vec4 v_color;
 in vec2 v_uv;
 
 out vec4 o_color;
+
+// The chain decodes a display-referred scene with pow(c, scene_gamma); encode to match so the
+// linear light computed here arrives intact.
+vec3 to_scene(vec3 rgb) {
+    return u_scene_gamma == 1.0 ? rgb : pow(max(rgb, vec3(0.0)), vec3(1.0 / u_scene_gamma));
+}
 
 void main() {
     vec4 albedo = texture(p3d_Texture0, v_uv) * v_color * p3d_ColorScale;
@@ -40,5 +48,5 @@ void main() {
         vec3 h = normalize(l + v);
         spec += radiance * pow(max(dot(n, h), 0.0), u_gloss);
     }
-    o_color = vec4(albedo.rgb * diffuse + spec * u_specular, albedo.a);
+    o_color = vec4(to_scene(albedo.rgb * diffuse + spec * u_specular), albedo.a);
 }

@@ -11,6 +11,8 @@ uniform float osg_FrameTime;
 uniform sampler2D p3d_Texture0;  // glyph alpha for text; Panda binds white when untextured
 uniform vec4 p3d_ColorScale;
 
+uniform float u_scene_gamma;  // 1: linear scene; 2.2: a display-referred scene (see PostSettings)
+
 in vec3 v_world_pos;
 in vec3 v_world_normal;
 in vec3 v_eye_pos;
@@ -20,6 +22,12 @@ in vec2 v_uv;
 out vec4 o_color;
 
 float hash11(float n) { return fract(sin(n * 12.9898 + 78.233) * 43758.5453); }
+
+// The chain decodes a display-referred scene with pow(c, scene_gamma); encode to match so the
+// linear light computed here arrives intact.
+vec3 to_scene(vec3 rgb) {
+    return u_scene_gamma == 1.0 ? rgb : pow(max(rgb, vec3(0.0)), vec3(1.0 / u_scene_gamma));
+}
 
 void main() {
     float alpha = texture(p3d_Texture0, v_uv).a * v_color.a * p3d_ColorScale.a;
@@ -45,5 +53,5 @@ void main() {
     vec3 gas = u_color * p3d_ColorScale.rgb;
     vec3 rgb = mix(gas, vec3(1.0) * max(max(gas.r, gas.g), gas.b), 0.45 * core);
     rgb *= u_intensity * buzz * level * (0.55 + 0.45 * facing);
-    o_color = vec4(rgb, alpha);
+    o_color = vec4(to_scene(rgb), alpha);
 }

@@ -17,6 +17,8 @@ uniform float u_wetness;       // 0 dry .. 1 flooded
 uniform float u_puddle_scale;  // puddles per metre
 uniform float osg_FrameTime;
 
+uniform float u_scene_gamma;  // 1: linear scene; 2.2: a display-referred scene (see PostSettings)
+
 in vec3 v_world_pos;
 in vec3 v_world_normal;
 in vec3 v_eye_pos;
@@ -55,6 +57,12 @@ float ggx(float n_dot_h, float rough) {
     return a2 / (3.14159 * d * d);
 }
 
+// The chain decodes a display-referred scene with pow(c, scene_gamma); encode to match so the
+// linear light computed here arrives intact.
+vec3 to_scene(vec3 rgb) {
+    return u_scene_gamma == 1.0 ? rgb : pow(max(rgb, vec3(0.0)), vec3(1.0 / u_scene_gamma));
+}
+
 void main() {
     vec2 p = v_world_pos.xy;
     // Puddles: low-frequency noise thresholded by wetness; the rest is damp, not dry.
@@ -91,5 +99,5 @@ void main() {
     }
     vec3 rgb = albedo * diffuse * (1.0 - mirror) + spec * fresnel * 0.6;
     // Alpha blending: (1 - alpha) of the reflection below shows through.
-    o_color = vec4(rgb / max(1.0 - mirror, 0.05), 1.0 - mirror);
+    o_color = vec4(to_scene(rgb / max(1.0 - mirror, 0.05)), 1.0 - mirror);
 }

@@ -154,7 +154,7 @@ def test_every_scene_shader_compiles_and_links(base: object) -> None:
         for name, value in {
             "u_color": (1.0, 0.3, 0.6), "u_intensity": 4.0, "u_flicker": 0.3, "u_buzz_hz": 50.0,
             "u_phase": 0.0, "u_gloss": 20.0, "u_specular": 0.3, "u_base_color": (0.05,) * 3,
-            "u_wetness": 0.7, "u_puddle_scale": 0.35, "u_glitch": 0.5,
+            "u_wetness": 0.7, "u_puddle_scale": 0.35, "u_glitch": 0.5, "u_scene_gamma": 2.2,
         }.items():  # fmt: skip
             node.setShaderInput(name, value)
         shaders.append(shader)
@@ -371,7 +371,7 @@ def test_hot_reload_of_scene_shaders(
         assert frame(sb)[HEIGHT // 2, WIDTH // 2, 0] > 0.5
         frag = shader_dir / "neon.frag"
         text = frag.read_text().replace(
-            "o_color = vec4(rgb, alpha);", "o_color = vec4(0, 1, 0, 1);"
+            "o_color = vec4(to_scene(rgb), alpha);", "o_color = vec4(0, 1, 0, 1);"
         )
         frag.write_text(text)
         stat = frag.stat()
