@@ -75,8 +75,21 @@ class ConnectionLimits:
 
     def on_message(self, now_s: float) -> tuple[bool, bool]:
         """Account one inbound frame. Returns (accepted, flooding)."""
-        flooding = not self.flood.allow(now_s)
-        return self.throttle.allow(now_s), flooding
+        # Called for every frame of every connection: the common case (both buckets have
+        # tokens, the clock moved forward) is inlined.
+        flood, throttle = self.flood, self.throttle
+        elapsed_f = now_s - flood._updated_s
+        elapsed_t = now_s - throttle._updated_s
+        if elapsed_f >= 0 and elapsed_t >= 0:
+            f = flood._tokens + elapsed_f * flood.rate_per_s
+            t = throttle._tokens + elapsed_t * throttle.rate_per_s
+            if f >= 1.0 and t >= 1.0:
+                flood._tokens = (f if f < flood.burst else flood.burst) - 1.0
+                throttle._tokens = (t if t < throttle.burst else throttle.burst) - 1.0
+                flood._updated_s = throttle._updated_s = now_s
+                return True, False
+        flooding = not flood.allow(now_s)
+        return throttle.allow(now_s), flooding
 
     def on_invalid(self, now_s: float) -> bool:
         """Account one invalid frame. Returns True when the connection should be closed."""

@@ -234,7 +234,7 @@ class SessionServer:
                 if not accepted:
                     raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")
                 msg = decode_client(raw, max_bytes)
-                room.on_message(session, msg)
+                room.on_message(session, msg, now_s)
             except ProtocolError as exc:
                 self._report(session, exc)
                 if exc.code != ErrorCode.RATE_LIMITED and limits.on_invalid(now_s):
@@ -247,6 +247,12 @@ class SessionServer:
 
     def _report(self, session: Session, exc: ProtocolError) -> None:
         self.metrics.errors.labels(str(int(exc.code))).inc()
+        session.errors += 1
+        if session.errors <= 3:  # enough to diagnose a client; a flood must not flood the log
+            log.info(
+                "error %d to avatar %d (%s): %s", exc.code, session.avatar.id, session.peer,
+                exc.message,
+            )  # fmt: skip
         session.write(encode(error_message(exc)))
 
 

@@ -179,6 +179,7 @@ class Session:
     last_ack_s: float = 0.0  # when the ack last advanced (or the session started)
     sent_cells: dict[int, int] = field(default_factory=dict)  # tick -> cell it was served by
     skipped: int = 0
+    errors: int = 0
     closing: bool = False
     direct: bool = False  # snapshot frames may bypass the generic frame writer
 
@@ -386,11 +387,12 @@ class Room:
 
     # ---------------------------------------------------------------------------- messages
 
-    def on_message(self, session: Session, msg: dict[str, Any]) -> None:
+    def on_message(self, session: Session, msg: dict[str, Any], now_s: float | None = None) -> None:
         """Apply one validated message. Raises ProtocolError for refusals."""
         kind = msg["t"]
         avatar = session.avatar
-        now_s = self.server.now_s()
+        if now_s is None:
+            now_s = self.server.now_s()
         if kind == "input":
             if msg["ack"] > session.ack and msg["ack"] in session.sent_cells:
                 session.ack = msg["ack"]
