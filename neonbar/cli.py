@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--source", default=None, metavar="IMG", help="image to grade from")
     q.add_argument("--out", required=True, metavar="F.cube")
     q.add_argument("--size", type=int, default=33, help="LUT_3D_SIZE")
+    q.add_argument("--steps", type=int, default=300, help="optimisation steps")
+    q.add_argument(
+        "--smoothness", type=float, default=1.0, help="weight of the smoothness prior (gentler: 4)"
+    )
     q = lut.add_parser("apply", help="grade an image with a LUT on the CPU")
     q.add_argument("cube", metavar="F.cube")
     q.add_argument("input", metavar="IN")

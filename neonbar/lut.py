@@ -514,7 +514,9 @@ def run(args: argparse.Namespace) -> int:
     if args.lut_command == "fit":
         reference = read_image(args.reference)
         source = read_image(args.source) if args.source else _neutral_source()
-        lut = fit(source, reference, size=args.size)
+        if args.steps < 1 or not 0 <= args.smoothness <= 1000:
+            raise UserError("--steps must be at least 1 and --smoothness between 0 and 1000")
+        lut = fit(source, reference, size=args.size, steps=args.steps, smoothness=args.smoothness)
         lut.title = Path(args.out).stem
         note = f"fitted by neonbar lut fit toward {Path(args.reference).name}"
         write_cube(lut, args.out, comments=(note,))

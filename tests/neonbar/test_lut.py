@@ -192,13 +192,25 @@ def test_cli_user_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_cli_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_fit = L.fit
-    monkeypatch.setattr(L, "fit", lambda s, r, size: real_fit(s, r, size=size, steps=15))
+    calls: list[tuple[int, float]] = []
+
+    def quick_fit(
+        s: np.ndarray, r: np.ndarray, size: int, steps: int, smoothness: float
+    ) -> L.Lut3D:
+        calls.append((steps, smoothness))
+        return real_fit(s, r, size=size, steps=15, smoothness=smoothness)
+
+    monkeypatch.setattr(L, "fit", quick_fit)
     ref = tmp_path / "ref.png"
     _write_png(ref, np.full((16, 16, 3), (0.8, 0.4, 0.1), np.float32))
     out = tmp_path / "look.cube"
     assert main(["lut", "fit", "--reference", str(ref), "--out", str(out), "--size", "5"]) == 0
     lut = L.read_cube(out)
     assert lut.size == 5 and lut.title == "look"
+    assert calls == [(300, 1.0)]
+    args = ["lut", "fit", "--reference", str(ref), "--out", str(out), "--smoothness", "4"]
+    assert main([*args, "--steps", "40"]) == 0 and calls[-1] == (40, 4.0)
+    assert main([*args, "--steps", "0"]) == 2
 
 
 def test_fit_recovers_a_known_grade() -> None:
