@@ -21,6 +21,7 @@ import enum
 import logging
 import math
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -40,6 +41,8 @@ from neonbar.protocol import CM_PER_M, YAW_UNITS, CloseCode, ErrorCode, Protocol
 from neonbar.worldview import WorldView
 
 log = logging.getLogger("neonbar.net")
+
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 CLIENT_ID = "neonbar-py/1"
 
@@ -531,40 +534,55 @@ class AsyncSession:
         self._deliver(msg)
 
     def _apply_event(self, msg: dict[str, Any]) -> None:
+        # Copy-on-write: the app iterates `roster` from another thread (NetSession), so a
+        # change builds a new dict (and a new entry) and swaps it in with one assignment.
         kind = msg["kind"]
         avatar = msg.get("avatar")
         if kind == "join":
-            self.roster[avatar] = {
-                "name": msg["name"],
-                "color": msg["color"],
-                "role": msg["role"],
-                "muted": False,
-                "drink": None,
-                "tipsy": 0.0,
-                "tipsy_st": msg["st"],
+            self.roster = {
+                **self.roster,
+                avatar: {
+                    "name": msg["name"],
+                    "color": msg["color"],
+                    "role": msg["role"],
+                    "muted": False,
+                    "drink": None,
+                    "tipsy": 0.0,
+                    "tipsy_st": msg["st"],
+                },
             }
         elif kind == "leave":
-            self.roster.pop(avatar, None)
+            self.roster = {k: v for k, v in self.roster.items() if k != avatar}
             if avatar != self.you:
                 with self.view_lock:
                     self.view.remove(avatar)
-        elif avatar in self.roster:
-            entry = self.roster[avatar]
+        elif avatar in self.roster and kind in ("profile", "mute", "drink"):
+            entry = dict(self.roster[avatar])
             if kind == "profile":
                 entry.update({k: msg[k] for k in ("name", "color") if k in msg})
             elif kind == "mute":
                 entry["muted"] = msg["muted"]
-            elif kind == "drink":
+            else:
                 entry["drink"] = {k: msg[k] for k in ("drink", "color", "glow", "garnish")}
-                # docs/protocol.md: each drink adds 0.25, capped at 1; the app decays it
-                # (0.1 per minute) from `tipsy_st`, the server time it was last set.
-                entry["tipsy"] = min(1.0, float(entry.get("tipsy") or 0.0) + 0.25)
+                entry["tipsy"] = tipsy_after_drink(entry["tipsy"], entry["tipsy_st"], msg["st"])
                 entry["tipsy_st"] = msg["st"]
+            self.roster = {**self.roster, avatar: entry}
 
     def _deliver(self, msg: dict[str, Any]) -> None:
         self.inbox.append(msg)
         if self.on_message is not None:
             self.on_message(msg)
+
+
+def tipsy_level(level: float, level_st: float, now_st: float) -> float:
+    """The tipsy level now, from `level` set at server time `level_st` (docs/protocol.md:
+    it decays by 0.1 per minute)."""
+    return max(0.0, level - 0.1 * max(0.0, now_st - level_st) / 60.0)
+
+
+def tipsy_after_drink(level: float, level_st: float, drink_st: float) -> float:
+    """Each drink adds 0.25 to the decayed level, capped at 1."""
+    return min(1.0, tipsy_level(level, level_st, drink_st) + 0.25)
 
 
 def split_join_link(url: str) -> tuple[str, str | None, str | None]:
@@ -584,16 +602,35 @@ def _roster_from(avatars: Any, st: float = 0.0) -> dict[int, dict[str, Any]]:
     for entry in avatars:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
             continue
+        color = entry.get("color")
+        role = entry.get("role")
         roster[entry["id"]] = {
             "name": str(entry.get("name", "?"))[: protocol.MAX_NAME_CHARS],
-            "color": entry.get("color", "#ffffff"),
-            "role": entry.get("role", "viewer"),
+            "color": color if isinstance(color, str) and _COLOR.match(color) else "#ffffff",
+            "role": role if role in protocol.ROLES else "viewer",
             "muted": bool(entry.get("muted", False)),
-            "drink": entry.get("drink"),
-            "tipsy": float(entry.get("tipsy") or 0.0),
+            "drink": _drink_from(entry.get("drink")),
+            "tipsy": _unit_float(entry.get("tipsy")),
             "tipsy_st": st,
         }
     return roster
+
+
+def _drink_from(value: Any) -> dict[str, Any] | None:
+    """A roster drink the app can draw, or None: `welcome.avatars` is only loosely typed."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        checked = protocol.validate_client({"t": "drink", **value})
+    except ProtocolError:
+        return None
+    return {k: checked[k] for k in ("drink", "color", "glow", "garnish")}
+
+
+def _unit_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0.0
+    return min(1.0, max(0.0, float(value)))
 
 
 def _describe_connect_failure(url: str, exc: BaseException) -> str:

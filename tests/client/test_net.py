@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from client.net import AsyncSession, ConnectError, ConnectionState, NetSession
+from client.net import (
+    AsyncSession,
+    ConnectError,
+    ConnectionState,
+    NetSession,
+    _roster_from,
+    tipsy_after_drink,
+    tipsy_level,
+)
 from neonbar import protocol
 
 # pytest runs with --import-mode=importlib: helpers beside the tests are not on the path.
@@ -346,3 +354,30 @@ def test_join_link_carries_room_and_token():
     assert net.session.room == "lounge"
     assert net.session.token == "abc"
     assert net.session.server_url == "ws://127.0.0.1:9/"
+
+
+def test_roster_from_welcome_is_sanitized():
+    roster = _roster_from(
+        [
+            {"id": 1, "name": "a", "color": "#zzzzzz", "role": "god", "tipsy": float("nan"),
+             "drink": {"drink": "m", "color": "#FF00FF", "glow": 0.5, "garnish": "neural_olive"}},
+            {"id": 2, "drink": "a string", "tipsy": 3},
+            "junk",
+            {"name": "no id"},
+        ],
+        st=10.0,
+    )  # fmt: skip
+    assert sorted(roster) == [1, 2]
+    assert roster[1]["color"] == "#ffffff" and roster[1]["role"] == "viewer"
+    assert roster[1]["drink"] == {
+        "drink": "m", "color": "#ff00ff", "glow": 0.5, "garnish": "neural_olive"
+    }  # fmt: skip
+    assert roster[1]["tipsy"] == 0.0
+    assert roster[2]["drink"] is None and roster[2]["tipsy"] == 1.0
+
+
+def test_tipsy_decays_and_drinks_add_a_quarter():
+    assert tipsy_level(0.5, 0.0, 60.0) == pytest.approx(0.4)
+    assert tipsy_level(0.05, 0.0, 600.0) == 0.0
+    assert tipsy_after_drink(0.9, 0.0, 0.0) == 1.0
+    assert tipsy_after_drink(0.5, 0.0, 120.0) == pytest.approx(0.55)
