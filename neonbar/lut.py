@@ -322,12 +322,15 @@ def _kernel() -> Callable[[np.ndarray, np.ndarray, int, np.ndarray], None] | Non
 def apply(lut: Lut3D, image: np.ndarray, use_numba: bool | None = None) -> np.ndarray:
     """Grade an image (…, 3) with trilinear interpolation; returns float32 of the same shape.
 
-    Inputs are clamped to the LUT's domain, as colour-science does. `use_numba=False` forces
+    Inputs are clamped to the LUT's domain, as colour-science does. Integer images (8- or
+    16-bit frames straight from OpenCV, RGB order) are read as 0..1. `use_numba=False` forces
     the numpy path (tests compare the two).
     """
     image = np.asarray(image)
     if image.shape[-1:] != (3,):
         raise ValueError(f"an image to grade must end in 3 channels, not {image.shape}")
+    if np.issubdtype(image.dtype, np.integer):
+        image = image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
     src = np.ascontiguousarray(image, dtype=np.float32).reshape(-1, 3)
     dmin = np.asarray(lut.domain_min, np.float32)
     dmax = np.asarray(lut.domain_max, np.float32)

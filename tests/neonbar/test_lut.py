@@ -59,6 +59,14 @@ def test_identity_is_identity_and_clamps() -> None:
     assert np.allclose(out, np.clip(img, 0, 1), atol=1e-6)
 
 
+def test_integer_images_are_read_as_zero_to_one() -> None:
+    lut = wavy_lut()
+    img8 = np.arange(0, 256, 5, dtype=np.uint8).repeat(3).reshape(-1, 3)
+    assert np.allclose(L.apply(lut, img8), L.apply(lut, img8 / np.float32(255)), atol=1e-6)
+    img16 = (img8.astype(np.uint16) * 257).reshape(1, -1, 3)
+    assert np.allclose(L.apply(lut, img16), L.apply(lut, img8[None] / np.float32(255)), atol=1e-6)
+
+
 def test_cube_round_trip_and_colour_science_reads_ours(tmp_path: Path) -> None:
     lut = wavy_lut(domain=True)
     lut.title = "wavy"
