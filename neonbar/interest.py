@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neonbar.protocol import pack_delta
-
 MAX_AVATAR_IDS = 65536
 _DELTA_LIMIT_CM = 127
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
@@ -176,10 +174,12 @@ class SnapshotEncoder:
         if len(cells) == 0:
             return
         if n == 0:
+            empty = _CellView.empty()
             for cell in cells.tolist():
                 now.near[cell] = _EMPTY_IDS
-                self._slices[cell] = _CellView.build(_EMPTY_IDS, _EMPTY_IDS, now)
+                self._slices[cell] = empty
             return
+        rows = np.arange(len(cells))[:, None]
         centers = self._cell_centers_cm[cells].astype(np.float32)  # (C, 2)
         dx = np.asarray(x_cm, np.float32)[None, :] - centers[:, 0, None]
         dy = np.asarray(y_cm, np.float32)[None, :] - centers[:, 1, None]
@@ -191,19 +191,39 @@ class SnapshotEncoder:
             order = np.argpartition(dist2, kth, axis=1)
         else:
             order = np.broadcast_to(np.arange(n), (len(cells), n))
-        near_ids = np.sort(ids[order[:, :near_k]], axis=1)
-        mid_ids = ids[order[:, near_k:inner_k]]
-        # Far: avatars outside near+mid whose turn it is this tick.
+        near_ids = np.sort(ids[order[:, :near_k]], axis=1)  # (C, K)
+        # Membership masks over the present avatars: near, near + mid.
+        is_near = np.zeros((len(cells), n), dtype=bool)
+        is_near[rows, order[:, :near_k]] = True
+        is_inner = is_near.copy()
+        is_inner[rows, order[:, near_k:inner_k]] = True
+        mid_turn = (ids + tick) % self.mid_every == 0
         far_turn = (ids + tick) % self.far_every == 0
-        inner = np.zeros((len(cells), n), dtype=bool)
-        np.put_along_axis(inner, order[:, :inner_k], True, axis=1)
-        far_mask = far_turn[None, :] & ~inner
-        mid_turn = (mid_ids + tick) % self.mid_every == 0
+        rest = (is_inner & ~is_near & mid_turn[None, :]) | (far_turn[None, :] & ~is_inner)
+        # Gather every cell's rest at once, then cut per cell: one numpy call per column.
+        rest_rows, rest_cols = np.nonzero(rest)
+        bounds = np.searchsorted(rest_rows, np.arange(len(cells) + 1)).tolist()
+        columns = (
+            ids[rest_cols].astype("<u2"),
+            np.asarray(x_cm)[rest_cols].astype("<i2"),
+            np.asarray(y_cm)[rest_cols].astype("<i2"),
+            now.yaw[ids[rest_cols]].astype("<u2"),
+        )
+        nx = now.x_cm[near_ids].astype(np.int32)
+        ny = now.y_cm[near_ids].astype(np.int32)
+        nyaw = now.yaw[near_ids].astype(np.int32)
         for row, cell in enumerate(cells.tolist()):
+            lo, hi = bounds[row], bounds[row + 1]
             near = near_ids[row]
-            rest = np.concatenate((mid_ids[row][mid_turn[row]], ids[far_mask[row]]))
             now.near[cell] = near
-            self._slices[cell] = _CellView.build(near, rest, now)
+            self._slices[cell] = _CellView(
+                near,
+                nx[row],
+                ny[row],
+                nyaw[row],
+                tuple(c[lo:hi].tobytes() for c in columns),  # type: ignore[arg-type]
+                hi - lo,
+            )
 
     def near(self, cell: int) -> np.ndarray:
         """The sorted ids of the near set of `cell` at the current tick."""
@@ -247,49 +267,113 @@ class SnapshotEncoder:
         return old is not None and old.tick == base and cell in old.near
 
     def body(self, cell: int, base: int = -1) -> SnapshotBody:
-        """The shared snapshot body for clients served by `cell` whose acked base is `base`.
+        """The shared snapshot body for clients served by `cell` whose base is `base`.
 
-        The caller must have checked that the client was served by `cell` at `base`; a base that
-        is too old or unknown gives a full snapshot (base -1).
+        `base` should come from `pick_base`; a base that is not usable gives a full snapshot.
         """
-        if not self.usable_base(cell, base):
-            base = -1
-        key = (cell, base)
-        cached = self._bodies.get(key)
-        if cached is not None:
-            return cached
-        self.near(cell)  # a cell nobody announced at begin_tick is computed now
-        body = self._encode(cell, base)
-        self._bodies[key] = body
-        return body
+        return self.bodies([(cell, base)])[0]
 
-    def _encode(self, cell: int, base: int) -> SnapshotBody:
-        view = self._slices[cell]
-        if base < 0:
-            return view.full(base)
-        old = self._ring[base % len(self._ring)]
-        assert old is not None
-        near = view.near
-        old_near = old.near[cell]
-        if len(old_near):
-            pos = np.searchsorted(old_near, near)
-            np.minimum(pos, len(old_near) - 1, out=pos)
-            in_base = old_near[pos] == near
-        else:
-            in_base = np.zeros(len(near), dtype=bool)
-        ddx = view.x - old.x_cm[near]
-        ddy = view.y - old.y_cm[near]
+    def bodies(self, keys: list[tuple[int, int]]) -> list[SnapshotBody]:
+        """Bodies for many (cell, base) groups at once (vectorized across groups)."""
+        out: list[SnapshotBody | None] = []
+        todo: dict[tuple[int, int], None] = {}
+        normalized = []
+        for cell, base in keys:
+            key = (cell, base if base < 0 or self.usable_base(cell, base) else -1)
+            normalized.append(key)
+            if key not in self._bodies:
+                todo[key] = None
+        if todo:
+            missing = np.array(sorted({c for c, _ in todo if c not in self._slices}), np.int64)
+            if len(missing):
+                now = self._now
+                assert now is not None
+                self._compute_slices(missing, now.x_cm[self._ids], now.y_cm[self._ids])
+            deltas = []
+            for key in todo:
+                if key[1] < 0:
+                    self._bodies[key] = self._slices[key[0]].full()
+                else:
+                    deltas.append(key)
+            if deltas:
+                for key, body in zip(deltas, self._encode_deltas(deltas), strict=True):
+                    self._bodies[key] = body
+        out = [self._bodies[key] for key in normalized]
+        return out  # type: ignore[return-value]
+
+    def _encode_deltas(self, keys: list[tuple[int, int]]) -> list[SnapshotBody]:
+        views = [self._slices[cell] for cell, _ in keys]
+        width = len(views[0].near)
+        if width == 0:
+            return [v.full_with_base(base) for v, (_, base) in zip(views, keys, strict=True)]
+        near = np.stack([v.near for v in views])  # (G, K), every near set has width K
+        x = np.stack([v.x for v in views])
+        y = np.stack([v.y for v in views])
+        yaw = np.stack([v.yaw for v in views])
+        ring = self._ring
+        old_sets = [ring[base % len(ring)].near[cell] for cell, base in keys]  # type: ignore[union-attr]
+        old_width = max(len(s) for s in old_sets)
+        old_near = np.full((len(keys), max(old_width, 1)), -1, dtype=np.int64)
+        for g, old in enumerate(old_sets):
+            old_near[g, : len(old)] = old
+        in_base = (near[:, :, None] == old_near[:, None, :]).any(axis=2)
+        # Each group's base state of its near avatars, gathered once per distinct base tick.
+        old_x = np.empty_like(x)
+        old_y = np.empty_like(y)
+        old_yaw = np.empty_like(yaw)
+        bases = np.array([base for _, base in keys])
+        for base in np.unique(bases).tolist():
+            rows = bases == base
+            state = ring[base % len(ring)]
+            assert state is not None
+            ids = near[rows]
+            old_x[rows] = state.x_cm[ids]
+            old_y[rows] = state.y_cm[ids]
+            old_yaw[rows] = state.yaw[ids]
+        ddx = x - old_x
+        ddy = y - old_y
         # Yaw wraps: the difference mod 2^16 read as a signed 16-bit number.
-        dyaw = (view.yaw - old.yaw[near]).astype(np.int16)
+        dyaw = (yaw - old_yaw).astype(np.int16)
         changed = (ddx != 0) | (ddy != 0) | (dyaw != 0)
         small = (np.abs(ddx) <= _DELTA_LIMIT_CM) & (np.abs(ddy) <= _DELTA_LIMIT_CM)
         as_delta = in_base & changed & small
         as_absolute = ~in_base | (changed & ~small)
-        d = b""
-        delta_count = int(np.count_nonzero(as_delta))
-        if delta_count:
-            d = pack_delta(near[as_delta], ddx[as_delta], ddy[as_delta], dyaw[as_delta])
-        return view.absolute(base, as_absolute, d, delta_count)
+        # Move each row's selected records to its front, then cut row by row.
+        d_order = np.argsort(~as_delta, axis=1, kind="stable")
+        d_cols = [
+            np.take_along_axis(near, d_order, 1).astype("<u2"),
+            np.take_along_axis(ddx, d_order, 1).astype("i1"),
+            np.take_along_axis(ddy, d_order, 1).astype("i1"),
+            np.take_along_axis(dyaw, d_order, 1).astype("<i2"),
+        ]
+        a_order = np.argsort(~as_absolute, axis=1, kind="stable")
+        a_cols = [
+            np.take_along_axis(near, a_order, 1).astype("<u2"),
+            np.take_along_axis(x, a_order, 1).astype("<i2"),
+            np.take_along_axis(y, a_order, 1).astype("<i2"),
+            np.take_along_axis(yaw, a_order, 1).astype("<u2"),
+        ]
+        d_counts = as_delta.sum(axis=1).tolist()
+        a_counts = as_absolute.sum(axis=1).tolist()
+        out = []
+        for g, (view, (_, base)) in enumerate(zip(views, keys, strict=True)):
+            nd, na = d_counts[g], a_counts[g]
+            d = b"".join([c[g, :nd].tobytes() for c in d_cols]) if nd else b""
+            ri, rx, ry, ryaw = view.rest_columns
+            a = b"".join(
+                (
+                    a_cols[0][g, :na].tobytes(),
+                    ri,
+                    a_cols[1][g, :na].tobytes(),
+                    rx,
+                    a_cols[2][g, :na].tobytes(),
+                    ry,
+                    a_cols[3][g, :na].tobytes(),
+                    ryaw,
+                )
+            )
+            out.append(SnapshotBody(base, d, a, nd, na + view.rest_count))
+        return out
 
 
 @dataclass
@@ -305,49 +389,28 @@ class _CellView:
     _full: SnapshotBody | None = None
 
     @classmethod
-    def build(cls, near: np.ndarray, rest: np.ndarray, now: _TickState) -> _CellView:
-        columns = (
-            rest.astype("<u2").tobytes(),
-            now.x_cm[rest].astype("<i2").tobytes(),
-            now.y_cm[rest].astype("<i2").tobytes(),
-            now.yaw[rest].astype("<u2").tobytes(),
-        )
-        return cls(
-            near,
-            now.x_cm[near].astype(np.int32),
-            now.y_cm[near].astype(np.int32),
-            now.yaw[near].astype(np.int32),
-            columns,
-            len(rest),
-        )
+    def empty(cls) -> _CellView:
+        none = np.zeros(0, dtype=np.int32)
+        return cls(_EMPTY_IDS, none, none, none, (b"", b"", b"", b""), 0)
 
-    def absolute(
-        self, base: int, which: np.ndarray | None, d: bytes, delta_count: int
-    ) -> SnapshotBody:
-        """The body whose absolute section holds the near avatars in `which` + the rest.
+    def full(self) -> SnapshotBody:
+        """Every slice as absolute records (base -1)."""
+        if self._full is None:
+            self._full = self.full_with_base(-1)
+        return self._full
 
-        The section is columnar, so each column is the near part followed by the rest's part.
-        """
-        near = self.near if which is None else self.near[which]
-        x = self.x if which is None else self.x[which]
-        y = self.y if which is None else self.y[which]
-        yaw = self.yaw if which is None else self.yaw[which]
+    def full_with_base(self, base: int) -> SnapshotBody:
         ri, rx, ry, ryaw = self.rest_columns
         a = b"".join(
             (
-                near.astype("<u2").tobytes(),
+                self.near.astype("<u2").tobytes(),
                 ri,
-                x.astype("<i2").tobytes(),
+                self.x.astype("<i2").tobytes(),
                 rx,
-                y.astype("<i2").tobytes(),
+                self.y.astype("<i2").tobytes(),
                 ry,
-                yaw.astype("<u2").tobytes(),
+                self.yaw.astype("<u2").tobytes(),
                 ryaw,
             )
         )
-        return SnapshotBody(base, d, a, delta_count, len(near) + self.rest_count)
-
-    def full(self, base: int) -> SnapshotBody:
-        if self._full is None:
-            self._full = self.absolute(-1, None, b"", 0)
-        return self._full
+        return SnapshotBody(base, b"", a, 0, len(self.near) + self.rest_count)

@@ -562,10 +562,11 @@ class Room:
         ack_deadline = st - self.config.ack_timeout_s
         sent = skipped = out_bytes = 0
         pick_base = self.encoder.pick_base
-        prefixes: dict[tuple[int, int], bytes] = {}  # (cell, base) -> shared message prefix
+        # Pass 1: who gets a snapshot this tick, from which group (cell, base).
+        served: list[int] = []
+        keys: list[tuple[int, int]] = []
         for i, session in enumerate(sessions):
-            conn = session.conn
-            buffered = buffered_bytes(conn)
+            buffered = buffered_bytes(session.conn)
             if buffered > skip_bytes or session.last_ack_s < ack_deadline:
                 if buffered > max_bytes:
                     self._drop_slow(session, f"write buffer {buffered} bytes")
@@ -575,11 +576,16 @@ class Room:
                     session.skipped += 1
                     skipped += 1
                 continue
-            cell = cells[i]
-            key = (cell, pick_base(cell, session.ack, session.sent_cells))
+            served.append(i)
+            keys.append((cells[i], pick_base(cells[i], session.ack, session.sent_cells)))
+        # Pass 2: encode every group once (vectorized), then finish and write per client.
+        bodies = self.encoder.bodies(keys)
+        prefixes: dict[tuple[int, int], bytes] = {}
+        for i, key, body in zip(served, keys, bodies, strict=True):
+            session = sessions[i]
             prefix = prefixes.get(key)
             if prefix is None:
-                prefix = snapshot_prefix(tick, st, self.encoder.body(*key))
+                prefix = snapshot_prefix(tick, st, body)
                 prefixes[key] = prefix
             x, y, w = you[i]
             payload = finish_snapshot(prefix, [x, y, w, session.avatar.last_seq])
@@ -587,7 +593,7 @@ class Room:
                 sent += 1
                 out_bytes += len(payload)
                 cells_sent = session.sent_cells
-                cells_sent[tick] = cell
+                cells_sent[tick] = key[0]
                 if len(cells_sent) > self.config.history_ticks + 4:
                     for old in [t for t in cells_sent if t < oldest]:
                         del cells_sent[old]
