@@ -394,9 +394,13 @@ class Room:
         if now_s is None:
             now_s = self.server.now_s()
         if kind == "input":
-            if msg["ack"] > session.ack and msg["ack"] in session.sent_cells:
-                session.ack = msg["ack"]
-                session.last_ack_s = now_s
+            ack = msg["ack"]
+            if ack < 0:
+                session.ack = -1  # the client lost its base: the next snapshot is full
+            elif ack != session.ack and ack in session.sent_cells:
+                if ack > session.ack:
+                    session.last_ack_s = now_s
+                session.ack = ack
             if msg["seq"] > avatar.last_seq or avatar.last_seq == 0:
                 self.pending[avatar.id] = _PendingInput(
                     msg["x"] / CM_PER_M, msg["y"] / CM_PER_M, msg["yaw"], msg["seq"], now_s

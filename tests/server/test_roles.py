@@ -138,6 +138,11 @@ def test_snapshots_become_deltas_once_acked(server: ServerThread):
             )
         assert bases[0] == -1
         assert sum(b >= 0 for b in bases) > 20
+        # A client that lost its base says ack -1 and gets a full snapshot next.
+        await ann.send({"t": "input", "seq": 30, "ack": -1, "x": x, "y": y, "yaw": 0})
+        await ann.recv_until(lambda m: m["t"] == "snap" and m["you"][3] == 30)
+        snap = await ann.snap()
+        assert snap["base"] == -1
         await ann.close()
         await bob.close()
 
