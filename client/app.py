@@ -66,7 +66,13 @@ def configure_panda(offscreen: bool, size: tuple[int, int], title: str = "Neon B
     from panda3d.core import loadPrcFileData
 
     w, h = size
-    lines = [f"win-size {w} {h}", f"window-title {title}", "notify-level-device fatal"]
+    # Quiet the display probing chatter (input devices, EGL fallbacks); errors still show.
+    lines = [
+        f"win-size {w} {h}",
+        f"window-title {title}",
+        "notify-level-device fatal",
+        "notify-level-display error",
+    ]
     if offscreen:
         lines += ["load-display p3headlessgl", "window-type offscreen", "audio-library-name null"]
     else:
@@ -209,9 +215,9 @@ class NeonBarApp:
             return None
 
     def _load_sound(self) -> None:
+        self._clink_path = Path(tempfile.gettempdir()) / f"neonbar-clink-{os.getpid()}.wav"
         try:
-            path = clink_sound(Path(tempfile.gettempdir()) / f"neonbar-clink-{os.getpid()}.wav")
-            self._clink = self.base.loader.loadSfx(str(path))
+            self._clink = self.base.loader.loadSfx(str(clink_sound(self._clink_path)))
         except Exception as exc:  # no audio device is not an error
             log.info("no clink sound: %s", exc)
 
@@ -434,7 +440,9 @@ class NeonBarApp:
         ids, pos, yaws = self._everyone()
         self.crowd.update(ids, pos, yaws, now, dt)
         sx, sy, syaw = self.motion.shown()
-        self.camera.update(sx, sy, syaw, dt)
+        # While recording, the camera sways slowly round the avatar: parallax for the video.
+        orbit = 0.35 * math.sin(now * 0.25) if self.capture is not None else 0.0
+        self.camera.update(sx, sy, syaw, dt, orbit)
         self._show_self()
         if now - self._last_tipsy > 0.5:
             self._last_tipsy = now
@@ -536,6 +544,7 @@ class NeonBarApp:
                 log.debug("post chain cleanup failed", exc_info=True)
         self.controls.release()
         self.hud.destroy()
+        self._clink_path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -53,8 +53,14 @@ class CameraRig:
         self.first_person = not self.first_person
         self._pos = None  # jump, do not glide through the head
 
-    def update(self, x_m: float, y_m: float, yaw_rad: float, dt_s: float) -> None:
-        """Follow the avatar standing at (x_m, y_m) facing yaw_rad."""
+    def update(
+        self, x_m: float, y_m: float, yaw_rad: float, dt_s: float, orbit_rad: float = 0.0
+    ) -> None:
+        """Follow the avatar standing at (x_m, y_m) facing yaw_rad.
+
+        orbit_rad swings the third-person camera around the avatar (recordings use a slow
+        sway so a standing avatar still gives the room some parallax).
+        """
         fx, fy = -math.sin(yaw_rad), math.cos(yaw_rad)
         head = np.array([x_m, y_m, EYE_Z])
         if self.first_person:
@@ -62,7 +68,8 @@ class CameraRig:
             self.camera.setHpr(math.degrees(yaw_rad), -4, 0)
             self._pos = None
             return
-        want = head + np.array([-fx * THIRD_BACK_M, -fy * THIRD_BACK_M, THIRD_UP_M])
+        ox, oy = -math.sin(yaw_rad + orbit_rad), math.cos(yaw_rad + orbit_rad)
+        want = head + np.array([-ox * THIRD_BACK_M, -oy * THIRD_BACK_M, THIRD_UP_M])
         want[:2] = self.clear_point(head[:2], want[:2])
         # Pulled in by a wall: come down too, or the view would look straight at the floor.
         pulled = float(np.hypot(*(want[:2] - head[:2]))) / THIRD_BACK_M
