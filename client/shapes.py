@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from panda3d.core import (
@@ -72,6 +72,11 @@ class MeshBuilder:
         self._glow.append(np.full(n, self.emissive))
         self._tint.append(np.full(n, self.tinted))
         self._count += n
+
+    def set_alpha(self, alpha_of_xy: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Set every vertex's alpha from its (x, y) position (the floor's puddles)."""
+        for pos, col in zip(self._pos, self._col, strict=True):
+            col[:, 3] = alpha_of_xy(pos[:, :2].astype(np.float64))
 
     def bake(self, lights: np.ndarray, ambient: Color) -> None:
         """Light the non-emissive vertices once, on the CPU, into their colours.

@@ -44,7 +44,8 @@ HAZE_COLOR = (0.085, 0.045, 0.030)
 HAZE_DENSITY = 0.028
 BACKGROUND = (0.02, 0.012, 0.012, 1.0)
 LIGHT_GAIN = 4.0
-FLOOR_ALPHA = 0.64  # how much of the floor hides its reflection: lower = wetter
+FLOOR_ALPHA = 0.42  # in a puddle: how much of the floor hides its reflection
+FLOOR_DRY_ALPHA = 0.86  # between puddles the floor is only damp
 AMBER = (1.0, 0.52, 0.18)
 # Decorative neon running under the ceiling along each wall (not in the layout: pure mood).
 CORNICE = {"north": (1.0, 0.25, 0.7), "south": (0.18, 0.85, 1.0), "east": (0.69, 0.24, 1.0),
@@ -123,12 +124,12 @@ class World:
 
         floor = MeshBuilder()
         hx, hy = lay.half_x, lay.half_y
-        cells = (int(lay.width_m * 2), int(lay.depth_m * 2))
+        cells = (int(lay.width_m * 3), int(lay.depth_m * 3))
         floor.grid((-hx, -hy, 0), (2 * hx, 0, 0), (0, 2 * hy, 0), cells, (0.12, 0.115, 0.13))
         floor.bake(lights, AMBIENT)
+        floor.set_alpha(self._puddles)
         self.floor = self.root.attachNewNode(floor.node("floor"))
         self.floor.setTransparency(TransparencyAttrib.MAlpha)
-        self.floor.setAlphaScale(FLOOR_ALPHA)
         self.floor.setBin("background", 10)
 
         self._bottles()
@@ -145,6 +146,19 @@ class World:
         self._make_mirror()
         self._atmosphere()
         return self
+
+    def _puddles(self, xy: np.ndarray) -> np.ndarray:
+        """Floor opacity per point: puddles (low, the reflection shows) on a damp floor."""
+        rng = np.random.default_rng(2049)
+        lay = self.layout
+        n = 38
+        centres = np.column_stack(
+            [rng.uniform(-lay.half_x, lay.half_x, n), rng.uniform(-lay.half_y, lay.half_y, n)]
+        )
+        radii = rng.uniform(0.8, 2.6, n)
+        d2 = ((xy[:, None, :] - centres[None, :, :]) ** 2).sum(-1) / radii[None, :] ** 2
+        wet = np.clip(np.exp(-d2 * 1.6).sum(1), 0.0, 1.0)
+        return FLOOR_ALPHA + (1.0 - wet) * (FLOOR_DRY_ALPHA - FLOOR_ALPHA)
 
     def _neon_lights(self) -> list[tuple[float, ...]]:
         """Point lights (x, y, z, r, g, b, intensity) standing in for every glowing thing."""
