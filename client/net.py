@@ -182,6 +182,7 @@ class AsyncSession:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._welcomed = asyncio.Event()
         self._closed = asyncio.Event()
+        self._stop_evt = asyncio.Event()
 
     # ------------------------------------------------------------------ what the app calls
 
@@ -224,6 +225,7 @@ class AsyncSession:
     async def close(self) -> None:
         """Say bye and close; `run()` returns."""
         self._stopping = True
+        self._stop_evt.set()
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
@@ -250,7 +252,7 @@ class AsyncSession:
             while not self._stopping:
                 retry_now = False
                 try:
-                    retry_now = await self._connect_once()
+                    retry_now = await self._connect_unless_stopped()
                     attempt = 0 if self._welcomed.is_set() else attempt
                 except (OSError, InvalidHandshake, TimeoutError) as exc:
                     reason = _describe_connect_failure(self.server_url, exc)
@@ -271,14 +273,33 @@ class AsyncSession:
                     else ConnectionState.CONNECTING
                 )
                 if not retry_now:
-                    await asyncio.sleep(_backoff_s(attempt))
+                    with contextlib.suppress(TimeoutError):  # close() ends the wait early
+                        await asyncio.wait_for(self._stop_evt.wait(), _backoff_s(attempt))
                     attempt += 1
+                    if self._stopping:
+                        break
                 self.stats.reconnects += 1
         finally:
             if self._stopping or self.state is ConnectionState.CLOSED:
                 self.state = ConnectionState.CLOSED
             self._ws = None
             self._closed.set()
+
+    async def _connect_unless_stopped(self) -> bool:
+        """`_connect_once`, abandoned (after a bounded grace for the bye) when close() is called."""
+        conn = asyncio.ensure_future(self._connect_once())
+        stop = asyncio.ensure_future(self._stop_evt.wait())
+        try:
+            await asyncio.wait({conn, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not conn.done():
+            # close() already sent bye on an open connection; give the close handshake a
+            # moment, then abandon whatever is still pending (e.g. a handshake in progress).
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(conn, 3.0)
+            return False
+        return conn.result()
 
     async def _connect_once(self) -> bool:
         """One connection's life. Returns True to retry at once (resume refused)."""
@@ -291,6 +312,8 @@ class AsyncSession:
             compression=None,  # frames are already compact binary; deflate costs CPU
             user_agent_header=CLIENT_ID,
         ) as ws:
+            if self._stopping:
+                return False  # closed while connecting: leave before saying hello
             self._ws = ws
             tried_resume = self.resume_token is not None
             await self._send(self._hello())

@@ -69,3 +69,17 @@ def test_bad_url_is_a_user_error(url: str):
     done = bots("--server", url, "--room", "r")
     assert done.returncode == 2
     assert "ws://" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_two_hundred_chatty_bots_for_half_a_minute(server):
+    done = bots(
+        "--server", server.url, "--room", "soak", "--count", "200", "--duration", "30",
+        "--chatty", "3", "--json", timeout_s=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["connected"] == 200
+    assert report["errors"] == 0
+    assert report["avatars_seen"]["min"] == 200
+    assert report["snapshots_per_s"]["min"] >= 10

@@ -344,9 +344,13 @@ def test_first_connection_refused():
     try:
         wait_until(lambda: net.last_error and "refused" in net.last_error, 5)
         assert net.state in (ConnectionState.CONNECTING, ConnectionState.RECONNECTING)
+        time.sleep(1.0)  # now in a backoff wait
     finally:
+        started = time.monotonic()
         net.stop()
+    assert time.monotonic() - started < 1.0  # stop() does not wait out the backoff
     assert net.state is ConnectionState.CLOSED
+    assert not net._thread.is_alive()
 
 
 def test_join_link_carries_room_and_token():
