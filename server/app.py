@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgpack
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -233,7 +234,7 @@ class SessionServer:
             try:
                 if not accepted:
                     raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")
-                msg = decode_client(raw, max_bytes)
+                msg = fast_input(raw) or decode_client(raw, max_bytes)
                 room.on_message(session, msg, now_s)
             except ProtocolError as exc:
                 self._report(session, exc)
@@ -254,6 +255,35 @@ class SessionServer:
                 exc.message,
             )  # fmt: skip
         session.write(encode(error_message(exc)))
+
+
+_INPUT_KEYS = frozenset(("t", "seq", "ack", "x", "y", "yaw"))
+_U32 = 2**32 - 1
+
+
+def fast_input(raw: Any) -> dict[str, Any] | None:
+    """The most frequent message (`input`, 20 Hz per client), checked the short way.
+
+    Accepts only a frame that decode_client would accept unchanged: exactly the input fields,
+    plain ints within the schema's ranges. Anything else returns None and takes the full path,
+    which produces the proper error.
+    """
+    if type(raw) is not bytes or len(raw) > 64:
+        return None
+    try:
+        msg = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_map_len=8, max_ext_len=0)
+    except Exception:
+        return None
+    if type(msg) is not dict or msg.keys() != _INPUT_KEYS or msg["t"] != "input":
+        return None
+    seq, ack, x, y, yaw = msg["seq"], msg["ack"], msg["x"], msg["y"], msg["yaw"]
+    if not (type(seq) is int and type(ack) is int and type(x) is int and type(y) is int):
+        return None
+    if type(yaw) is not int or not (0 <= seq <= _U32 and -1 <= ack <= _U32):
+        return None
+    if not (-32768 <= x <= 32767 and -32768 <= y <= 32767 and 0 <= yaw <= 65535):
+        return None
+    return msg
 
 
 def _peer(conn: ServerConnection) -> str:

@@ -29,6 +29,7 @@ from neonbar.protocol import (
     unpack_delta,
     validate_server,
 )
+from server.app import fast_input
 
 _TEXT_CHARS = st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs",))
 
@@ -188,3 +189,36 @@ def test_partial_sections_are_protocol_errors():
         unpack_delta(b"\x00" * 7)
     with pytest.raises(ProtocolError):
         unpack_absolute(b"\x00" * 9)
+
+
+# The server's fast path for `input` frames must agree with decode_client wherever it answers.
+
+INPUT_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "t": st.sampled_from(["input", "chat", 3]),
+        "seq": st.integers(-2, 2**32 + 1) | st.booleans() | st.floats(allow_nan=False),
+        "ack": st.integers(-3, 2**32 + 1) | st.none(),
+        "x": st.integers(-33000, 33000),
+        "y": st.integers(-33000, 33000) | st.text(max_size=2),
+        "yaw": st.integers(-2, 65537),
+        "extra": st.integers(-100, 100),
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(INPUT_FIELDS)
+def test_fast_input_agrees_with_decode_client(fields):
+    data = msgpack.packb(fields, use_bin_type=True)
+    fast = fast_input(data)
+    try:
+        full = decode_client(data)
+    except ProtocolError:
+        full = None
+    if fast is not None:
+        assert fast == full
+    elif full is not None:
+        assert set(fields) != {"t", "seq", "ack", "x", "y", "yaw"} or any(
+            isinstance(v, bool) for v in fields.values()
+        )
