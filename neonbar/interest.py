@@ -186,11 +186,17 @@ class SnapshotEncoder:
         dist2 = dx * dx + dy * dy  # (C, n)
         near_k = min(self.near_k, n)
         inner_k = min(self.near_k + self.mid_k, n)
-        kth = [k - 1 for k in sorted({near_k, inner_k}) if 0 < k < n]
-        if kth:
-            order = np.argpartition(dist2, kth, axis=1)
+        # Two stages (inner set out of everyone, then near out of inner) beat one two-kth
+        # partition of the whole row.
+        if inner_k < n:
+            order = np.argpartition(dist2, inner_k - 1, axis=1)[:, :inner_k]
         else:
             order = np.broadcast_to(np.arange(n), (len(cells), n))
+        if 0 < near_k < inner_k:
+            inner_dist2 = np.take_along_axis(dist2, order, axis=1)
+            order = np.take_along_axis(
+                order, np.argpartition(inner_dist2, near_k - 1, axis=1), axis=1
+            )
         near_ids = np.sort(ids[order[:, :near_k]], axis=1)  # (C, K)
         # Membership masks over the present avatars: near, near + mid.
         is_near = np.zeros((len(cells), n), dtype=bool)
