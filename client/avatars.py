@@ -36,6 +36,9 @@ from client.world import additive, brighten
 log = logging.getLogger(__name__)
 
 HEAD_Z = 1.62
+HIP_Z = 0.84
+STRIDE_DEG = 26.0  # leg swing at a full walk
+LEG_LOD_M = 12.0  # farther than this from the camera, legs stay still (too small to see)
 TAG_Z = 2.02
 BUBBLE_Z = 2.32
 FADE_S = 0.6
@@ -65,8 +68,9 @@ class Templates:
     """The figure's meshes, built once; each figure makes its own tinted copies.
 
     Few meshes per figure keep the draw count down (a crowd of 200 is drawn twice, once in the
-    wet floor): the whole body is one mesh, each arm another, and the unlit neon trim, the eyes
-    and the mouth are small ones of their own (the last two change shape with expressions).
+    wet floor): torso and head are one mesh, each limb another (they swing), and the unlit neon
+    trim, the eyes and the mouth are small ones of their own (the last two change shape with
+    expressions).
     """
 
     body: MeshBuilder
@@ -74,6 +78,7 @@ class Templates:
     eyes: MeshBuilder
     mouth: MeshBuilder
     arm: MeshBuilder
+    leg: MeshBuilder
 
 
 def _build_templates() -> Templates:
@@ -83,9 +88,9 @@ def _build_templates() -> Templates:
     hair = (0.08, 0.06, 0.07)
 
     body = MeshBuilder()
-    for x in (-0.1, 0.1):
-        body.cylinder((x, 0, 0.06), 0.075, 0.78, dark, segments=10, top_radius_m=0.09)
-        body.box((x, 0.04, 0.045), (0.07, 0.13, 0.045), (0.02, 0.02, 0.02))
+    leg = MeshBuilder()  # hangs from the hip pivot along -z, the shoe at its end
+    leg.cylinder((0, 0, -HIP_Z + 0.06), 0.075, HIP_Z - 0.06, dark, segments=10, top_radius_m=0.09)
+    leg.box((0, 0.04, -HIP_Z + 0.045), (0.07, 0.13, 0.045), (0.02, 0.02, 0.02))
     body.cylinder((0, 0, 1.42), 0.06, 0.1, skin, segments=8)
     body.sphere((0, 0, HEAD_Z), (0.14, 0.15, 0.17), skin, rings=10, segments=16)
     body.sphere((0, -0.02, HEAD_Z + 0.08), (0.15, 0.15, 0.12), hair, rings=6, segments=16)
@@ -109,7 +114,7 @@ def _build_templates() -> Templates:
     arm.sphere((0, 0, -0.62), 0.05, skin, rings=4, segments=8)
     arm.tinted = True
     arm.cylinder((0, 0, -0.6), 0.05, 0.6, white, segments=8, top_radius_m=0.065)
-    return Templates(body=body, trim=trim, eyes=eyes, mouth=mouth, arm=arm)
+    return Templates(body=body, trim=trim, eyes=eyes, mouth=mouth, arm=arm, leg=leg)
 
 
 _templates: Templates | None = None
@@ -226,6 +231,8 @@ class AvatarFigure:
         self.mouth.setPos(0, 0.14, -0.07)
         self.arm_r = self._arm(0.27, rgb)
         self.arm_l = self._arm(-0.27, rgb)
+        self.leg_r = self._leg(0.1)
+        self.leg_l = self._leg(-0.1)
         self.hand_r = self.arm_r.find("hand")
         self.glass: NodePath | None = None
         self.tag = self._text_tag(name)
@@ -237,6 +244,12 @@ class AvatarFigure:
         self.color = color
         self._tag_text.setTextColor(*brighten(rgb, 0.35), 1)
         self.drink: dict[str, Any] | None = None
+
+    def _leg(self, x: float) -> NodePath:
+        pivot = self.body.attachNewNode("leg")
+        pivot.setPos(x, 0, HIP_Z)
+        pivot.attachNewNode(templates().leg.node("leg-mesh"))
+        return pivot
 
     def _arm(self, x: float, rgb: tuple[float, float, float]) -> NodePath:
         pivot = self.body.attachNewNode("arm")
@@ -451,6 +464,7 @@ class Crowd:
         self._speed = np.zeros(cap)
         self._phase = np.zeros(cap)
         self._tipsy = np.zeros(cap)
+        self._stride = np.zeros(cap)  # leg swing shown, degrees
         self._fade = np.zeros(cap)  # 0..1 visibility
         self._fade_dir = np.zeros(cap)  # +1 fading in, -1 fading out, 0 steady
         self._seen = np.zeros(cap, bool)  # has a position
@@ -488,6 +502,7 @@ class Crowd:
             ("_speed", 0.0),
             ("_phase", 0.0),
             ("_tipsy", 0.0),
+            ("_stride", 0.0),
             ("_fade", 0.0),
             ("_fade_dir", 0.0),
             ("_seen", False),
@@ -525,7 +540,7 @@ class Crowd:
         self.slot_of[avatar_id] = slot
         self._fade[slot], self._fade_dir[slot] = 0.0, 1.0
         self._seen[slot] = False
-        self._speed[slot] = self._tipsy[slot] = 0.0
+        self._speed[slot] = self._tipsy[slot] = self._stride[slot] = 0.0
         self._phase[slot] = (avatar_id * 0.37) % (2 * math.pi)
         self._cheer_t[slot] = -1e9
         fig.root.setTransparency(TransparencyAttrib.MAlpha)
@@ -679,6 +694,20 @@ class Crowd:
             fig = figs[slot]
             if fig is not None:
                 fig.root.setPosHpr(x[k], y[k], z[k], h[k], p[k], r[k])
+        # Legs swing only for those walking (or coming to rest) near enough for it to show:
+        # standing or far-off crowds cost nothing.
+        cam = self.base.camera.getPos(self.base.render)
+        near = np.hypot(self._pos[active, 0] - cam.x, self._pos[active, 1] - cam.y) < LEG_LOD_M
+        stride = STRIDE_DEG * np.sin(phase) * moving * near
+        swinging = (np.abs(stride) > 0.2) | (np.abs(self._stride[active]) > 0.2)
+        self._stride[active] = np.where(np.abs(stride) > 0.2, stride, 0.0)
+        for slot, angle in zip(
+            active[swinging].tolist(), self._stride[active][swinging].tolist(), strict=True
+        ):
+            fig = figs[slot]
+            if fig is not None:
+                fig.leg_r.setP(angle)
+                fig.leg_l.setP(-angle)
 
         for slot in list(self._busy):
             fig = figs[slot]
