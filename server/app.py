@@ -34,7 +34,7 @@ from neonbar.protocol import (
     error_message,
 )
 from server.metrics import CONTENT_TYPE, ServerMetrics
-from server.room import JoinRefused, Room, RoomConfig, Session
+from server.room import JoinRefused, Room, RoomConfig, Session, check_invite
 from server.storage import SqliteStorage, Storage
 
 log = logging.getLogger("neonbar.server")
@@ -204,10 +204,16 @@ class SessionServer:
             await self._refuse(conn, CloseCode.GOING_AWAY, "server shutting down")
             return None
         # From here to the end of on_join nothing awaits, so the room cannot be disposed
-        # between being looked up and being joined.
-        room = self.room(hello["room"])
+        # between being looked up and being joined. A room is only created for a hello that
+        # passed authentication: strangers cannot fill the database with room names.
+        name = hello["room"]
         try:
-            grant = room.on_auth(hello)
+            existing = self.rooms.get(name)
+            if existing is not None:
+                grant = existing.on_auth(hello)
+            else:
+                grant = check_invite(hello, name, self.secret, self.config.open_rooms)
+            room = self.room(name)
             session = room.on_join(conn, hello, grant)
         except JoinRefused as exc:
             await self._refuse(conn, exc.close_code, exc.reason)

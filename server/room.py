@@ -233,6 +233,24 @@ class EventLog:
         return (frame for i, (_, frame) in enumerate(self._ring) if i >= skip)
 
 
+def check_invite(hello: dict[str, Any], room: str, secret: bytes, open_rooms: bool) -> Grant:
+    """Who a hello's invite token (or an open server) lets in. Raises JoinRefused."""
+    token = hello.get("token")
+    if token:
+        try:
+            invite = verify(secret, token)
+        except TokenError as exc:
+            raise JoinRefused(exc.close_code, str(exc)) from None
+        if invite.room != room:
+            raise JoinRefused(CloseCode.WRONG_ROOM, "invite token is for another room")
+        if invite.name:
+            return Grant(invite.role, invite.name, True)
+        return Grant(invite.role, hello["name"], False)
+    if open_rooms:
+        return Grant("collaborator", hello["name"], False)
+    raise JoinRefused(CloseCode.AUTH_FAILED, "an invite token is required")
+
+
 class Room:
     def __init__(self, name: str, server: SessionServer) -> None:
         self.name = name
@@ -284,20 +302,7 @@ class Room:
             if avatar is not None:
                 # The resume token is a capability minted for this avatar: no invite needed.
                 return Grant(avatar.role, avatar.name, avatar.name_fixed, resume_of=avatar)
-        token = hello.get("token")
-        if token:
-            try:
-                invite = verify(self.server.secret, token)
-            except TokenError as exc:
-                raise JoinRefused(exc.close_code, str(exc)) from None
-            if invite.room != self.name:
-                raise JoinRefused(CloseCode.WRONG_ROOM, "invite token is for another room")
-            if invite.name:
-                return Grant(invite.role, invite.name, True)
-            return Grant(invite.role, hello["name"], False)
-        if self.config.open_rooms:
-            return Grant("collaborator", hello["name"], False)
-        raise JoinRefused(CloseCode.AUTH_FAILED, "an invite token is required")
+        return check_invite(hello, self.name, self.server.secret, self.config.open_rooms)
 
     def on_join(self, conn: ServerConnection, hello: dict[str, Any], grant: Grant) -> Session:
         now_s = self.server.now_s()

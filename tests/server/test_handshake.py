@@ -93,6 +93,7 @@ def test_tokens_are_checked(make_server):
         assert (await refused(server.url, hello(token=expired)))[0] == CloseCode.TOKEN_EXPIRED
         wrong_room = server.token("cellar", "host")
         assert (await refused(server.url, hello(token=wrong_room)))[0] == CloseCode.WRONG_ROOM
+        assert server.call(lambda: list(server.server.rooms)) == []  # refusals create no room
 
         viewer = await RawClient.join(server.url, token=good)
         assert viewer.welcome["role"] == "viewer" and viewer.welcome["name"] == "tester"
