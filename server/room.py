@@ -150,8 +150,6 @@ class Avatar:
     tipsy_at_s: float = 0.0
     session: Session | None = None
     away_since_s: float | None = None
-    last_seq: int = 0  # last input seq applied
-    last_input_s: float = 0.0
 
     def tipsy(self, now_s: float) -> float:
         return max(0.0, self.tipsy_level - TIPSY_DECAY_PER_S * (now_s - self.tipsy_at_s))
@@ -199,15 +197,6 @@ class Session:
             return f"{host}:{port}"
         except Exception:
             return "?"
-
-
-@dataclass
-class _PendingInput:
-    x_m: float
-    y_m: float
-    yaw: int
-    seq: int
-    arrival_s: float
 
 
 class EventLog:
@@ -273,7 +262,14 @@ class Room:
         )
         self.pos_m = np.zeros((MAX_AVATAR_IDS, 2), dtype=np.float64)
         self.yaw = np.zeros(MAX_AVATAR_IDS, dtype=np.uint16)
-        self.pending: dict[int, _PendingInput] = {}
+        # Inputs, by avatar id: the latest claim per avatar waits here for the next tick.
+        self.pending: set[int] = set()
+        self.pending_xy_m = np.zeros((MAX_AVATAR_IDS, 2), dtype=np.float64)
+        self.pending_yaw = np.zeros(MAX_AVATAR_IDS, dtype=np.uint16)
+        self.pending_seq = np.zeros(MAX_AVATAR_IDS, dtype=np.int64)
+        self.pending_at_s = np.zeros(MAX_AVATAR_IDS, dtype=np.float64)
+        self.input_seq = np.zeros(MAX_AVATAR_IDS, dtype=np.int64)  # last input seq applied
+        self.input_at_s = np.zeros(MAX_AVATAR_IDS, dtype=np.float64)  # ...and when it came
         self._ids = np.zeros(0, dtype=np.int64)  # present avatar ids, sorted
         self._free_ids: list[int] = []  # heap of ids free for reuse
         self._cooling_ids: deque[tuple[float, int]] = deque()  # (free again at, id)
@@ -339,8 +335,9 @@ class Room:
             role=grant.role,
             resume_token=secrets.token_urlsafe(24),
             name_fixed=grant.name_fixed,
-            last_input_s=now_s,
         )
+        self.input_seq[avatar_id] = 0
+        self.input_at_s[avatar_id] = now_s
         self.avatars[avatar_id] = avatar
         self.resume_tokens[avatar.resume_token] = avatar
         self.pos_m[avatar_id] = self._spawn_point()
@@ -362,7 +359,7 @@ class Room:
         if avatar.session is not None:
             self._detach(avatar.session)
         self.resume_tokens.pop(avatar.resume_token, None)
-        self.pending.pop(avatar.id, None)
+        self.pending.discard(avatar.id)
         self._ids = np.array(sorted(self.avatars), dtype=np.int64)
         # Ids come back only after the resume window, so a late snapshot or event about the old
         # avatar can never be mistaken for a newcomer.
@@ -406,10 +403,15 @@ class Room:
                 if ack > session.ack:
                     session.last_ack_s = now_s
                 session.ack = ack
-            if msg["seq"] > avatar.last_seq or avatar.last_seq == 0:
-                self.pending[avatar.id] = _PendingInput(
-                    msg["x"] / CM_PER_M, msg["y"] / CM_PER_M, msg["yaw"], msg["seq"], now_s
-                )
+            aid, seq = avatar.id, msg["seq"]
+            # Inputs are absolute claims: only the newest matters. Seq 0 is accepted once.
+            newest = self.pending_seq[aid] if aid in self.pending else self.input_seq[aid]
+            if seq > newest or (seq == 0 and newest == 0):
+                self.pending.add(aid)
+                self.pending_xy_m[aid] = (msg["x"] / CM_PER_M, msg["y"] / CM_PER_M)
+                self.pending_yaw[aid] = msg["yaw"]
+                self.pending_seq[aid] = seq
+                self.pending_at_s[aid] = now_s
         elif kind == "ping":
             pong = encode({"t": "pong", "ct": msg["ct"], "st": now_s})
             session.write(pong)
@@ -537,18 +539,13 @@ class Room:
     def _apply_inputs(self) -> None:
         if not self.pending:
             return
-        pending, self.pending = self.pending, {}
-        ids = np.fromiter(pending.keys(), dtype=np.int64, count=len(pending))
-        inputs = list(pending.values())
-        target = np.array([(p.x_m, p.y_m) for p in inputs], dtype=np.float64)
-        arrival = np.array([p.arrival_s for p in inputs], dtype=np.float64)
-        last = np.array([self.avatars[i].last_input_s for i in ids.tolist()], dtype=np.float64)
-        self.pos_m[ids] = self.moves.validate(self.pos_m[ids], target, arrival - last)
-        for avatar_id, p in zip(ids.tolist(), inputs, strict=True):
-            self.yaw[avatar_id] = p.yaw
-            avatar = self.avatars[avatar_id]
-            avatar.last_seq = p.seq
-            avatar.last_input_s = p.arrival_s
+        ids = np.fromiter(self.pending, dtype=np.int64, count=len(self.pending))
+        self.pending.clear()
+        elapsed_s = self.pending_at_s[ids] - self.input_at_s[ids]
+        self.pos_m[ids] = self.moves.validate(self.pos_m[ids], self.pending_xy_m[ids], elapsed_s)
+        self.yaw[ids] = self.pending_yaw[ids]
+        self.input_seq[ids] = self.pending_seq[ids]
+        self.input_at_s[ids] = self.pending_at_s[ids]
 
     def _send_snapshots(self, ids: np.ndarray) -> None:
         x_cm = np.clip(np.rint(self.pos_m[ids, 0] * CM_PER_M), -32768, 32767).astype(np.int16)
@@ -564,7 +561,8 @@ class Room:
         cells_array = self.encoder.cells_of(you_x, you_y)
         self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, cells_array)
         cells = cells_array.tolist()
-        you = list(zip(you_x.tolist(), you_y.tolist(), yaw[index].tolist(), strict=True))
+        seqs = self.input_seq[ids[index]]
+        you = np.stack((you_x, you_y, yaw[index], seqs), axis=1).tolist()  # [x, y, yaw, seq]
         tick, st = self.tick, self.server.now_s()
         oldest = tick - self.config.history_ticks
         skip_bytes, max_bytes = self.config.snapshot_skip_bytes, self.config.max_buffer_bytes
@@ -596,8 +594,7 @@ class Room:
             if prefix is None:
                 prefix = snapshot_prefix(tick, st, body)
                 prefixes[key] = prefix
-            x, y, w = you[i]
-            payload = finish_snapshot(prefix, [x, y, w, session.avatar.last_seq])
+            payload = finish_snapshot(prefix, you[i])
             if session.write(payload):
                 sent += 1
                 out_bytes += len(payload)
