@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 HEAD_Z = 1.62
 HIP_Z = 0.84
 STRIDE_DEG = 26.0  # leg swing at a full walk
-LEG_LOD_M = 12.0  # farther than this from the camera, legs stay still (too small to see)
+LEG_LOD_M = 8.0  # farther than this from the camera, limbs stay still (small on screen)
 TAG_Z = 2.02
 BUBBLE_Z = 2.32
 FADE_S = 0.6
@@ -701,6 +701,7 @@ class Crowd:
         stride = STRIDE_DEG * np.sin(phase) * moving * near
         swinging = (np.abs(stride) > 0.2) | (np.abs(self._stride[active]) > 0.2)
         self._stride[active] = np.where(np.abs(stride) > 0.2, stride, 0.0)
+        busy = self._busy
         for slot, angle in zip(
             active[swinging].tolist(), self._stride[active][swinging].tolist(), strict=True
         ):
@@ -708,6 +709,9 @@ class Crowd:
             if fig is not None:
                 fig.leg_r.setP(angle)
                 fig.leg_l.setP(-angle)
+                if slot not in busy:  # an emote owns the arms while it plays
+                    fig.arm_r.setP(-0.7 * angle)
+                    fig.arm_l.setP(0.7 * angle)
 
         for slot in list(self._busy):
             fig = figs[slot]
