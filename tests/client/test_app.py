@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -238,3 +239,16 @@ def test_profile_event_renames_and_recolours(app) -> None:
     render(app.base, 1)
     assert fig.tag.node().getText() == "Mei Lin" and fig.color == "#39ff88"
     assert fig.suit.node().getNumGeoms() == 1 and fig.suit.node().getGeom(0) != before
+
+
+def test_walkers_swing_their_legs_and_come_to_rest(app) -> None:
+    fig = app.crowd.figure(7)
+    swings = []
+    for k in range(40):
+        app.session.pos[0] = (0.8 + 0.06 * k, -8.0)  # ~2 m/s at 30 fps
+        app.base.taskMgr.step()
+        time.sleep(1 / 30)
+        swings.append(abs(fig.leg_r.getP()))
+    assert max(swings) > 5.0
+    run_for(app.base, 1.5)  # standing still: the speed estimate decays, the legs straighten
+    assert abs(fig.leg_r.getP()) < 0.5 and abs(fig.arm_r.getP()) < 0.5
