@@ -231,14 +231,16 @@ class NeonBarApp:
     def _emote(self, emote: str) -> None:
         self._send({"t": "emote", "emote": emote})
 
-    def _open_menu(self) -> None:
+    def _at_bar(self) -> bool:
         x, y, _ = self.motion.shown()
-        near = any(
+        return any(
             abs(x - b.cx) <= b.hx + BAR_REACH_M and abs(y - b.cy) <= b.hy + BAR_REACH_M
             for b in self.layout.boxes
             if b.kind == "counter"
         )
-        if near:
+
+    def _open_menu(self) -> None:
+        if self._at_bar():
             self.hud.open_menu()
         else:
             self.hud.show_toast("Walk up to the bar to order a drink")
@@ -447,6 +449,9 @@ class NeonBarApp:
         if now - self._last_tipsy > 0.5:
             self._last_tipsy = now
             self._update_tipsy()
+            hint = "B order a drink · F1 keys" if self._at_bar() else "F1 keys"
+            if self.hud.hint.text != hint:
+                self.hud.hint.setText(hint)
         self._update_status(now)
         self.world.update(now)
         self.hud.update()

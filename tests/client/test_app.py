@@ -252,3 +252,10 @@ def test_walkers_swing_their_legs_and_come_to_rest(app) -> None:
     assert max(swings) > 5.0
     run_for(app.base, 1.5)  # standing still: the speed estimate decays, the legs straighten
     assert abs(fig.leg_r.getP()) < 0.5 and abs(fig.arm_r.getP()) < 0.5
+
+
+def test_the_bar_says_what_b_does(app) -> None:
+    assert "order" not in app.hud.hint.text
+    app.motion.place(-10.2, 0.0)
+    run_for(app.base, 0.6)
+    assert "B order a drink" in app.hud.hint.text
