@@ -192,7 +192,8 @@ class SessionServer:
             await self._refuse(conn, CloseCode.PROTOCOL, "no hello within the time limit")
             return None
         try:
-            hello = decode_client(raw, self.config.max_frame_bytes)
+            # A text frame (str) is passed on purpose: decode_client refuses it with BAD_FRAME.
+            hello = decode_client(raw, self.config.max_frame_bytes)  # type: ignore[arg-type]
         except ProtocolError as exc:
             await self._refuse(conn, CloseCode.PROTOCOL, f"first frame: {exc.message}")
             return None
@@ -243,7 +244,7 @@ class SessionServer:
             try:
                 if not accepted:
                     raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")
-                msg = fast_input(raw) or decode_client(raw, max_bytes)
+                msg = fast_input(raw) or decode_client(raw, max_bytes)  # type: ignore[arg-type]
                 room.on_message(session, msg, now_s)
             except ProtocolError as exc:
                 self._report(session, exc)

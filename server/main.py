@@ -7,10 +7,12 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from neonbar.errors import UserError
-from neonbar.layout import load_layout
+from neonbar.layout import Layout, load_layout
 from neonbar.tokens import load_secret
 from server.app import serve_forever
 from server.room import RoomConfig
@@ -36,12 +38,13 @@ def run(args: argparse.Namespace) -> int:
     config = RoomConfig(open_rooms=bool(getattr(args, "open", False)))
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be 0-65535, not {args.port}")
+    runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
+        pass
     try:
         runner(_serve(args.host, args.port, data_dir, layout, secret, config))
     except OSError as exc:
@@ -49,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(host, port, data_dir, layout, secret, config) -> None:  # type: ignore[no-untyped-def]
+async def _serve(
+    host: str, port: int, data_dir: Path, layout: Layout, secret: bytes, config: RoomConfig
+) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
 
