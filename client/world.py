@@ -246,10 +246,46 @@ class World:
             half = np.abs(d) * length / 2 + np.abs(inward) * 0.06
             up = np.array([0.0, 0.0, 0.06])
             mb.box(mid + inward * 0.06 + up, half + up, (0.05, 0.05, 0.06))
+            self._wall_panels(mb, name, c, d, length)
         mb.grid((-hx, hy, h), (2 * hx, 0, 0), (0, -2 * hy, 0), (32, 24), (0.07, 0.06, 0.07))
         # Ceiling beams give the darkness above some structure.
         for x in np.arange(-hx + 2, hx, 4.0):
             mb.box((x, 0, h - 0.25), (0.15, hy, 0.25), (0.06, 0.05, 0.06))
+
+    def _wall_panels(
+        self, mb: MeshBuilder, wall: str, corner: np.ndarray, d: np.ndarray, length: float
+    ) -> None:
+        """Pilasters every few metres and a dado rail: relief for the baked light to catch.
+
+        Kept clear of whatever hangs on that wall (door, screen, signs).
+        """
+        lay = self.layout
+        sign_dir = float(d[0] + d[1])  # +1 when this wall's direction runs along +x/+y
+
+        def span(center_m: float, half_m: float) -> tuple[float, float]:
+            s = length / 2 + sign_dir * center_m
+            return s - half_m - 0.3, s + half_m + 0.3
+
+        busy = [span(f.center_m, f.width_m / 2) for f in (lay.door, lay.screen) if f.wall == wall]
+        busy += [
+            span(g.along_m, len(g.text) * g.height_m * 0.45) for g in lay.signs if g.wall == wall
+        ]
+        inward = np.array([-d[1], d[0], 0.0])
+        h = lay.wall_height_m - CORNICE_DROP_M - 0.15
+        panel = (0.1, 0.085, 0.1)
+        for s in np.arange(1.5, length - 1.0, 3.0):
+            if any(a <= s <= b for a, b in busy):
+                continue
+            base = corner + d * s + inward * 0.05
+            half_up = np.array([0.0, 0.0, h / 2])
+            mb.box(base + half_up, np.abs(d) * 0.12 + np.abs(inward) * 0.05 + half_up, panel)
+        lo = 0.0
+        for a, b in [*sorted(busy), (length, length)]:
+            if a - lo > 0.5:  # the rail runs between the things on the wall
+                mid = corner + d * (lo + a) / 2 + inward * 0.04 + [0, 0, 1.15]
+                mb.box(mid, np.abs(d) * (a - lo) / 2 + np.abs(inward) * 0.04 + [0, 0, 0.03],
+                       (0.14, 0.1, 0.1))  # fmt: skip
+            lo = max(lo, b)
 
     def _box_furniture(self, mb: MeshBuilder, b: Box) -> None:
         c, hx, hy, h = (b.cx, b.cy), b.hx, b.hy, b.height_m
