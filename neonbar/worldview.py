@@ -246,8 +246,9 @@ class InterpolationBuffer:
         depth: samples kept per avatar.
         tick_s: server tick period (the fastest update period).
         max_period_s: slowest expected update period (far avatars ~1 Hz). A longer gap means
-            the avatar stood still (unchanged avatars are not resent), so a "hold" sample is
-            inserted one period before the new one instead of gliding across the whole gap.
+            the avatar stood still (unchanged near avatars are not resent), so a "hold" sample
+            is inserted one period before the new one instead of gliding across the whole gap;
+            shorter pauses of near avatars are recognised by the distance covered.
         extrapolate_cap_s: how far past its newest sample an avatar is predicted when
             snapshots stall; beyond that it waits.
         delay_slew: rate (s of delay per s) at which an avatar's extra delay follows a change
@@ -361,8 +362,26 @@ class InterpolationBuffer:
             rows, x_m, y_m, yaw_rad = rows[newer], x_m[newer], y_m[newer], yaw_rad[newer]
             last_t, fresh = last_t[newer], fresh[newer]
         gap_s = st_s - last_t
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):
             still = ~fresh & (gap_s > self.max_period_s)
+            # A near avatar (updated every tick) that stood still is omitted while unchanged;
+            # when it walks on, the gap is not an update period. Told apart from a move to a
+            # slower interest tier by distance: it covered about one tick of its old speed,
+            # not a whole gap's worth.
+            prev_t = self._t[rows, -2]
+            seg_s = last_t - prev_t
+            last_dx = self._x[rows, -1] - self._x[rows, -2]
+            last_dy = self._y[rows, -1] - self._y[rows, -2]
+            prev_speed = np.hypot(last_dx, last_dy) / seg_s
+            moved_m = np.hypot(x_m - self._x[rows, -1], y_m - self._y[rows, -1])
+            paused = (
+                ~fresh
+                & ~still
+                & (self._period[rows] <= 1.5 * self.tick_s)
+                & (gap_s > 2.5 * self.tick_s)
+                & (moved_m < 0.5 * prev_speed * gap_s)
+            )
+            still |= paused
         if still.any():
             hold = rows[still]
             hold_t = st_s - self._period[hold]

@@ -293,3 +293,36 @@ def test_sample_200_avatars_is_cheap():
     per_call_ms = (time.perf_counter() - t0) / 200 * 1000
     assert out_ids.shape == (200,) and pos.shape == (200, 2) and yaw.shape == (200,)
     assert per_call_ms < 2.0  # the desktop client's whole budget is 4 ms per frame
+
+
+def test_a_near_avatar_that_pauses_stands_still_then_walks_on():
+    buf = InterpolationBuffer()
+    stop_x = 2.0 * 9 * TICK_S
+    xs = {}
+    for k in range(40):  # snapshots arrive; the app renders 100 ms behind
+        t = k * TICK_S
+        if k < 10:  # walking east at 2 m/s
+            push_one(buf, 1, t, 2.0 * t, 0.0, 0.0)
+        elif k >= 20:  # unchanged (omitted by the server) for 0.5 s, then on again
+            push_one(buf, 1, t, stop_x + 2.0 * (k - 19) * TICK_S, 0.0, 0.0)
+        push_one(buf, 2, t, 0.0, 0.0, 0.0)  # another avatar keeps snapshots coming
+        xs[k] = buf.sample(t - 0.1)[1][0, 0]
+    assert xs[16] == pytest.approx(stop_x)  # standing at 0.7 s, not gliding to the restart
+    assert xs[21] == pytest.approx(stop_x)  # still standing at 0.95 s
+    assert xs[23] == pytest.approx(stop_x + 2.0 * 2 * TICK_S)  # at 1.05 s walking, on time
+
+
+def test_moving_to_a_slower_interest_tier_stays_smooth():
+    buf = InterpolationBuffer()
+    t, x, times = 0.0, 0.0, []
+    while t < 6.0:  # 1.5 m/s; near (every tick) for 3 s, then mid (every 4 ticks)
+        push_one(buf, 1, t, x, 0.0, 0.0)
+        times.append(t)
+        step = TICK_S if t < 3.0 else 4 * TICK_S
+        t, x = t + step, x + 1.5 * step
+    prev = None
+    for t in np.arange(2.0, 5.5, 1 / 60):
+        pos = buf.sample(t)[1][0, 0]
+        if prev is not None:
+            assert 0.0 <= pos - prev <= 1.5 * 1.5 / 60 + 1e-9  # never back, never > 1.5x speed
+        prev = pos
