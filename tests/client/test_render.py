@@ -114,3 +114,21 @@ def test_chat_bubble_and_glass_show(showbase) -> None:
     assert px is not None
     col, row = px
     assert np.abs(after - before).sum(axis=2)[row - 8 : row + 8, col - 20 : col + 20].mean() > 30
+
+
+def test_every_sign_is_built_and_cjk_falls_back_without_a_font(showbase, monkeypatch) -> None:
+    from client import fonts
+    from client.world import World
+    from neonbar.layout import load_layout
+
+    layout = load_layout()
+    world = World(showbase, layout).build()
+    names = {n.getName() for n in world.root.findAllMatches("**/sign:*")}
+    assert len(world.flickers) >= len(layout.signs)
+    if fonts.cjk_font_path() is not None:
+        assert "sign:花樣年華" in names
+    world.root.removeNode()
+    monkeypatch.setattr(fonts, "cjk_font_path", lambda: None)
+    world = World(showbase, layout).build()
+    names = {n.getName() for n in world.root.findAllMatches("**/sign:*")}
+    assert "sign:IN THE MOOD FOR LOVE" in names and "sign:花樣年華" not in names
