@@ -144,6 +144,8 @@ class NeonBarApp:
     you: int | None = None
 
     def __post_init__(self) -> None:
+        # Imported here, not at the top: `neonbar client` must set Panda3D's prc variables
+        # (offscreen, window size) before any Panda3D module is loaded.
         from client.avatars import Crowd
         from client.camera import CameraRig
         from client.controls import Controls
@@ -436,7 +438,9 @@ class NeonBarApp:
                     )
 
         x, y, yaw = self.motion.step(self.controls.read(), dt)
-        if session is not None:
+        # Only once we have taken in the welcome: before that our position is a guess, and the
+        # server would see a jump from where it placed us.
+        if session is not None and self.you is not None and self.you == session.you:
             session.set_local_state(x, y, yaw)
             self._reconcile(session)
         ids, pos, yaws = self._everyone()
