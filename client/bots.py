@@ -194,8 +194,11 @@ class BotFleet:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         ended_s = time.monotonic()
         connected = sum(s.stats.connected_at_local_s is not None for s in self.sessions)
-        if connected == 0 and first_failure:
-            raise UserError(first_failure[0])
+        if connected == 0:
+            # Nobody got in: say why once (refused, bad URL, invite needed, room full...).
+            reasons = first_failure + [s.last_error for s in self.sessions if s.last_error]
+            if reasons:
+                raise UserError(reasons[0])
         return self.report(ended_s)
 
     # --------------------------------------------------------------------------- driving

@@ -54,7 +54,7 @@ FINAL_CLOSES: dict[int, str] = {
     CloseCode.KICKED: "kicked by host",
     CloseCode.WRONG_ROOM: "the invite is for another room",
     CloseCode.REPLACED: "this avatar was taken over by another connection",
-    CloseCode.ROOM_FULL: "the room is full",
+    CloseCode.ROOM_FULL: "the room is full; try again later",
 }
 # Close codes after which we reconnect and resume the same avatar.
 RESUMABLE_CLOSES: dict[int, str] = {
@@ -354,6 +354,8 @@ class AsyncSession:
             return True
         if code in FINAL_CLOSES:
             self.last_error = FINAL_CLOSES[code]
+            if code == CloseCode.AUTH_FAILED and not self.token:
+                self.last_error = "this room needs an invite: ask the host for a join link"
             log.warning("connection closed for good: %s (%s %s)", self.last_error, code, reason)
             self.state = ConnectionState.CLOSED
             return False

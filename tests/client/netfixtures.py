@@ -24,14 +24,16 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`neonbar server --open` on 127.0.0.1 in a subprocess; `url` once it listens."""
+    """`neonbar server [--open]` on 127.0.0.1 in a subprocess; `url` once it listens."""
 
-    def __init__(self, data_dir: Path, port: int = 0, timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, data_dir: Path, port: int = 0, timeout_s: float = 20.0, open_rooms: bool = True
+    ) -> None:
         self.log_path = data_dir / f"server-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "neonbar", "server", "--open", "--port", str(port),
-             "--data", str(data_dir)],
+            [sys.executable, "-m", "neonbar", "server", "--port", str(port),
+             "--data", str(data_dir), *(["--open"] if open_rooms else [])],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -68,8 +70,10 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, port: int = 0) -> Iterator[ServerProcess]:
-    server = ServerProcess(data_dir, port)
+def running_server(
+    data_dir: Path, port: int = 0, open_rooms: bool = True
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(data_dir, port, open_rooms=open_rooms)
     try:
         yield server
     finally:

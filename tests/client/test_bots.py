@@ -83,3 +83,10 @@ def test_two_hundred_chatty_bots_for_half_a_minute(server):
     assert report["errors"] == 0
     assert report["avatars_seen"]["min"] == 200
     assert report["snapshots_per_s"]["min"] >= 10
+
+
+def test_a_room_that_needs_an_invite_is_one_sentence(tmp_path: Path):
+    with running_server(tmp_path, open_rooms=False) as closed:
+        done = bots("--server", closed.url, "--room", "r", "--count", "2", "--duration", "3")
+    assert done.returncode == 2
+    assert "invite" in done.stderr and "Traceback" not in done.stderr
