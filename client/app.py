@@ -34,7 +34,8 @@ REMOTE_DELAY_S = 0.1  # render others 100 ms in the past: two snapshots to inter
 TASK_SORT = 10
 CAPTURE_SORT = 55  # after igLoop (50) has drawn the frame
 TIPSY_DECAY_PER_S = 0.1 / 60.0  # docs/protocol.md: 0.1 per minute
-BAR_REACH_M = 2.6  # how close to the counter you must be to order
+BAR_REACH_M = 2.6
+PEOPLE_ROWS = 24  # how close to the counter you must be to order
 NAME_COLORS = ("#ff2d55", "#2de2ff", "#b13dff", "#39ff88", "#ff8a1f", "#ff3fb4", "#ffe14d")
 
 
@@ -253,7 +254,8 @@ class NeonBarApp:
     def _people_rows(self) -> list[str]:
         roster = self.session.roster if self.session is not None else {}
         rows = []
-        for avatar_id, entry in sorted(roster.items()):
+        # Us first, then by id: with a full room the list is cut, never our own row.
+        for avatar_id, entry in sorted(roster.items(), key=lambda kv: (kv[0] != self.you, kv[0])):
             me = avatar_id == self.you
             ping = self.session.ping_ms if (me and self.session) else None
             flags = [entry.get("role", "?")]
@@ -265,6 +267,8 @@ class NeonBarApp:
             ping_text = f"{ping:4.0f} ms" if ping is not None else "   — "
             rows.append(f"{'▶' if me else ' '} {entry.get('name', '?'):<18} {ping_text}  "
                         + " · ".join(flags))  # fmt: skip
+        if len(rows) > PEOPLE_ROWS:  # a full room would run off the screen
+            rows = [*rows[: PEOPLE_ROWS - 1], f"  … and {len(rows) - PEOPLE_ROWS + 1} more"]
         return rows or ["(nobody yet)"]
 
     def _toggle_collision_debug(self) -> None:
