@@ -21,7 +21,9 @@ import msgpack
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event
 
 from neonbar.layout import Layout
 from neonbar.protocol import (
@@ -40,6 +42,35 @@ from server.storage import SqliteStorage, Storage
 log = logging.getLogger("neonbar.server")
 
 FLUSH_INTERVAL_S = 1.0
+
+
+class DirectConnection(ServerConnection):
+    """A connection whose complete data frames can be handled as soon as they are parsed.
+
+    websockets queues every message for a task to `recv()`; at 20 inputs per second from each of
+    hundreds of clients, the queue and the task wake-ups cost more than handling the message.
+    Once the handler sets `on_frame`, unfragmented frames skip the queue and are handled in
+    arrival order from `data_received`. A fragmented message switches the connection back to the
+    queue for good, so order is kept in every case.
+    """
+
+    on_frame: Callable[[bytes | str], None] | None = None
+
+    def queued(self) -> int:
+        return len(self.recv_messages.frames)
+
+    def process_event(self, event: Event) -> None:
+        on_frame = self.on_frame
+        if on_frame is not None and isinstance(event, Frame):
+            if event.fin and event.opcode is Opcode.BINARY:
+                on_frame(bytes(event.data))
+                return
+            if event.fin and event.opcode is Opcode.TEXT:
+                on_frame("")  # refused as a text frame; its content does not matter
+                return
+            if event.opcode in (Opcode.BINARY, Opcode.TEXT, Opcode.CONT):
+                self.on_frame = None  # a fragment: everything goes through the queue from now
+        super().process_event(event)
 
 
 class SessionServer:
@@ -99,6 +130,7 @@ class SessionServer:
             ping_timeout=20,
             close_timeout=3,
             compression=None,  # snapshots are binary and small; deflate would cost CPU per client
+            create_connection=DirectConnection,
         )
         self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
         sock = next(iter(self._server.sockets))
@@ -230,31 +262,42 @@ class SessionServer:
         await conn.close(code, reason[:120])
 
     async def _receive_loop(self, conn: ServerConnection, room: Room, session: Session) -> None:
-        limits = session.limits
-        max_bytes = self.config.max_frame_bytes
+        def on_frame(raw: bytes | str) -> None:
+            self._on_frame(room, session, raw)
+
         async for raw in conn:
-            if session.closing:
-                continue  # drain until the close completes
-            now_s = self.now_s()
-            accepted, flooding = limits.on_message(now_s)
-            if flooding:
-                log.warning("flood from %s (avatar %d): closing", session.peer, session.avatar.id)
-                room.close_session(session, CloseCode.FLOOD, "far over the rate limit")
-                continue
-            try:
-                if not accepted:
-                    raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")
-                msg = fast_input(raw) or decode_client(raw, max_bytes)  # type: ignore[arg-type]
-                room.on_message(session, msg, now_s)
-            except ProtocolError as exc:
-                self._report(session, exc)
-                if exc.code != ErrorCode.RATE_LIMITED and limits.on_invalid(now_s):
-                    log.warning("too many invalid frames from %s: closing", session.peer)
-                    room.close_session(session, CloseCode.POLICY, "too many invalid frames")
-            except Exception:
-                # A bug in handling one message must not end the connection or the room.
-                self.metrics.exceptions.inc()
-                log.exception("handling a message from %s failed", session.peer)
+            on_frame(raw)
+            # Once nothing is queued (and this task holds no frame), complete frames can be
+            # handled as they arrive without reordering anything: switch to the direct path.
+            if isinstance(conn, DirectConnection) and not conn.queued():
+                conn.on_frame = on_frame
+
+    def _on_frame(self, room: Room, session: Session, raw: bytes | str) -> None:
+        """One inbound frame: rate limits, decoding, then the room. Never raises."""
+        if session.closing:
+            return  # drain until the close completes
+        limits = session.limits
+        now_s = self.now_s()
+        accepted, flooding = limits.on_message(now_s)
+        if flooding:
+            log.warning("flood from %s (avatar %d): closing", session.peer, session.avatar.id)
+            room.close_session(session, CloseCode.FLOOD, "far over the rate limit")
+            return
+        try:
+            if not accepted:
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")
+            # A text frame (str) is passed on purpose: decode_client refuses it with BAD_FRAME.
+            msg = fast_input(raw) or decode_client(raw, self.config.max_frame_bytes)  # type: ignore[arg-type]
+            room.on_message(session, msg, now_s)
+        except ProtocolError as exc:
+            self._report(session, exc)
+            if exc.code != ErrorCode.RATE_LIMITED and limits.on_invalid(now_s):
+                log.warning("too many invalid frames from %s: closing", session.peer)
+                room.close_session(session, CloseCode.POLICY, "too many invalid frames")
+        except Exception:
+            # A bug in handling one message must not end the connection or the room.
+            self.metrics.exceptions.inc()
+            log.exception("handling a message from %s failed", session.peer)
 
     def _report(self, session: Session, exc: ProtocolError) -> None:
         self.metrics.errors.labels(str(int(exc.code))).inc()

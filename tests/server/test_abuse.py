@@ -138,3 +138,22 @@ def test_burst_over_the_rate_is_dropped_with_rate_limited(make_server):
         await ann.close()
 
     run(scenario())
+
+
+def test_fragmented_and_whole_frames_keep_their_order(server: ServerThread):
+    async def scenario() -> None:
+        ann = await RawClient.join(server.url)
+        await ann.send({"t": "chat", "text": "one"})  # the server now takes frames directly
+        await ann.event("chat", text="one")
+        frame = msgpack.packb({"t": "chat", "text": "two (in three fragments)"})
+        await ann.ws.send([frame[:5], frame[5:12], frame[12:]])
+        await ann.send({"t": "chat", "text": "three"})
+        await ann.send_raw("a text frame")
+        await ann.send({"t": "chat", "text": "four"})
+        await ann.event("chat", text="four")
+        texts = [e["text"] for e in ann.events if e["kind"] == "chat"]
+        assert texts == ["one", "two (in three fragments)", "three", "four"]
+        assert [e["code"] for e in ann.errors] == [ErrorCode.BAD_FRAME]
+        await ann.close()
+
+    run(scenario())
