@@ -218,6 +218,9 @@ class AvatarFigure:
         # billboard turns them to the camera whatever the figure's sway.
         self.label = self.root.attachNewNode(f"label:{avatar_id}")
         self.body = self.root.attachNewNode("body")
+        # Everyone a little different in build, stable per avatar: a crowd, not clones.
+        tall, broad = ((avatar_id * 2654435761) % 1000 / 1000.0, (avatar_id * 40503) % 997 / 997.0)
+        self.body.setScale(0.95 + 0.1 * broad, 1.0, 0.94 + 0.12 * tall)
         rgb = hex_rgb(color)
         self.suit = self.body.attachNewNode(t.body.node("suit", rgb))
         self.trim = self.body.attachNewNode(t.trim.node("trim", brighten(rgb, 0.3)))
