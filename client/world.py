@@ -453,6 +453,25 @@ class World:
         node.setLightOff(1)
         node.setFogOff(1)
         self._screen_card = node
+        # Between scenes the screen says so, faintly: hide `screen_idle` when a scene plays.
+        self.screen_idle = self.screen.attachNewNode("screen-idle")
+        for text, z, scale, alpha in (
+            (self.layout.name.upper(), 0.56, 0.055, 0.5),
+            ("next scene soon", 0.42, 0.03, 0.35),
+        ):
+            tn = TextNode("screen-text")
+            font = fonts.load_font(self.base.loader, fonts.latin_font_path())
+            if font is not None:
+                tn.setFont(font)
+            tn.setText(text)
+            tn.setAlign(TextNode.ACenter)
+            tn.setTextColor(0.55, 0.6, 1.0, alpha)
+            line = self.screen_idle.attachNewNode(tn)
+            line.setScale(s.height_m * scale / 0.75 * 1.3)
+            line.setPos(0, -0.01, s.height_m * z)
+        self.screen_idle.setTransparency(TransparencyAttrib.MAlpha)
+        self.screen_idle.setLightOff(1)
+        self.screen_idle.setFogOff(1)
 
     def _sign(self, sign: Sign) -> None:
         """Neon lettering on a wall: a dark backing, bright letters and a soft glow."""
@@ -561,6 +580,7 @@ class World:
             self._screen_card.setTexOffset(TextureStage.getDefault(), 0, (t_s * 0.02) % 1.0)
             pulse = 0.85 + 0.15 * math.sin(t_s * 0.6)
             self._screen_card.setColorScale(pulse, pulse, pulse, 1)
+            self.screen_idle.setAlphaScale(0.55 + 0.45 * math.sin(t_s * 0.35) ** 2)
 
 
 def _screen_texture() -> Texture:
