@@ -167,6 +167,8 @@ def start_workers(
                 str(max_s),
                 "--name-prefix",
                 f"w{i}",
+                "--clients",
+                clients,
             ],
             cwd=REPO,
             stdout=subprocess.PIPE,
