@@ -94,6 +94,7 @@ class SessionStats:
     duplicate_events: int = 0
     event_gaps: int = 0
     reconnects: int = 0
+    close_codes: list[int] = field(default_factory=list)  # every close, in order
     latency_s: list[float] = field(default_factory=list)  # snapshot st -> receipt, server clock
     connected_at_local_s: float | None = None
 
@@ -345,6 +346,7 @@ class AsyncSession:
     def _handle_close(self, ws: ClientConnection, tried_resume: bool) -> bool:
         code = ws.close_code if ws.close_code is not None else 1006
         reason = ws.close_reason or ""
+        self.stats.close_codes.append(code)
         if self._stopping:
             return False
         if code in _RESUME_REFUSALS and tried_resume:

@@ -172,6 +172,46 @@ def test_resume_after_the_link_drops_replays_missed_events_once(server):
     asyncio.run(scenario())
 
 
+def test_a_client_the_server_drops_as_too_slow_resumes_with_each_event_once(server):
+    """The server drops a client that stops reading (4408); it resumes and misses nothing."""
+
+    async def scenario() -> None:
+        a = AsyncSession(server.url, ROOM, "frank")
+        b = AsyncSession(server.url, ROOM, "gina")
+        runs = [asyncio.create_task(a.run()), asyncio.create_task(b.run())]
+        try:
+            await a.wait_welcome(10)
+            await b.wait_welcome(10)
+            first_you = a.you
+            a.inbox.clear()
+            assert a._ws is not None
+            a._ws.transport.pause_reading()  # a frozen client: it still sends stale acks
+            for i in range(3):
+                b.queue_message({"t": "chat", "text": f"while frozen {i}"})
+                await asyncio.sleep(1.0)
+            # The server gives up after its ack timeout (10 s) and closes with 4408.
+            await asyncio.sleep(9.0)
+            for i in range(3, 5):
+                b.queue_message({"t": "chat", "text": f"while frozen {i}"})
+            await asyncio.sleep(0.5)
+            a._ws.transport.resume_reading()
+            await async_wait_until(
+                lambda: a.stats.reconnects >= 1 and a.state is ConnectionState.CONNECTED, 15
+            )
+            assert a.you == first_you and a.welcome["resumed"] is True
+            assert a.stats.close_codes == [4408]
+            b.queue_message({"t": "chat", "text": "welcome back"})
+            await async_wait_until(lambda: any(m.get("text") == "welcome back" for m in a.inbox))
+            chats = [m["text"] for m in a.inbox if m.get("kind") == "chat"]
+            assert chats == [f"while frozen {i}" for i in range(5)] + ["welcome back"]
+        finally:
+            await a.close()
+            await b.close()
+            await asyncio.gather(*runs, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
 def test_reconnects_after_the_server_restarts(tmp_path: Path):
     port = free_port()
     with running_server(tmp_path, port) as first:
