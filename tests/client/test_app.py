@@ -259,3 +259,10 @@ def test_the_bar_says_what_b_does(app) -> None:
     app.motion.place(-10.2, 0.0)
     run_for(app.base, 0.6)
     assert "B order a drink" in app.hud.hint.text
+
+
+def test_f3_shows_the_collision_shapes(app) -> None:
+    app.controls._fire("collision", "f3")
+    assert app._collision_debug is not None and app._collision_debug.visible
+    app.controls._fire("collision", "f3")
+    assert not app._collision_debug.visible
