@@ -281,8 +281,7 @@ class SnapshotEncoder:
 
     def bodies(self, keys: list[tuple[int, int]]) -> list[SnapshotBody]:
         """Bodies for many (cell, base) groups at once (vectorized across groups)."""
-        out: list[SnapshotBody | None] = []
-        todo: dict[tuple[int, int], None] = {}
+        todo: dict[tuple[int, int], None] = {}  # ordered set of groups not encoded yet
         normalized = []
         for cell, base in keys:
             key = (cell, base if base < 0 or self.usable_base(cell, base) else -1)
@@ -304,8 +303,7 @@ class SnapshotEncoder:
             if deltas:
                 for key, body in zip(deltas, self._encode_deltas(deltas), strict=True):
                     self._bodies[key] = body
-        out = [self._bodies[key] for key in normalized]
-        return out  # type: ignore[return-value]
+        return [self._bodies[key] for key in normalized]
 
     def _encode_deltas(self, keys: list[tuple[int, int]]) -> list[SnapshotBody]:
         views = [self._slices[cell] for cell, _ in keys]
