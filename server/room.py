@@ -6,13 +6,14 @@ The lifecycle reads like a Colyseus room:
     on_auth     check a hello: invite token or resume token -> who may enter, as what
     on_join     place the avatar (or reattach it), send `welcome`, announce it
     on_message  one validated client message
-    on_leave    the avatar is gone for good (bye, kicked, resume window over, shutdown)
+    on_leave    the avatar is gone for good (bye, kicked, resume window over)
     on_dispose  nobody left: stop the tick, save the record
 
 A disconnect without `bye` is not a leave: the avatar stays, away, for the resume window.
 
-Nothing here awaits while holding the room's state: frames are written without blocking
-(`write_frame`), exactly as `websockets.broadcast` does, so one slow client never stalls a tick.
+Nothing here awaits: frames are written without blocking (`Session.write`), as
+`websockets.broadcast` does, so one slow client never stalls a tick; the write buffer is watched
+instead (snapshots skipped past 64 KB, the client dropped past 1 MB).
 """
 
 from __future__ import annotations
