@@ -338,7 +338,7 @@ class RawBot(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport
         host, port = self.fleet.host, self.fleet.port
-        transport.write(
+        transport.write(  # type: ignore[attr-defined]
             f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: bmVvbmJhci1iZW5jaC0xMg==\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
@@ -475,7 +475,8 @@ class RawFleet:
         next_s = time.monotonic()
         while not self._stop and time.monotonic() < deadline:
             for i, old in enumerate(self.bots):
-                if old.welcomed and old.closed and time.monotonic() - old.closed_at_s > 1.0:
+                gone_s = time.monotonic() - (old.closed_at_s or math.inf)
+                if old.welcomed and old.closed and gone_s > 1.0:
                     bot = RawBot(self, i, old.name, old.resume, old.last_event_seq)
                     bot.snapshots, bot.welcome_at_s = old.snapshots, old.welcome_at_s
                     self.bots[i] = bot
@@ -513,7 +514,7 @@ class RawFleet:
             if bot.transport is not None:
                 bot.transport.close()
         live_bots = [b for b in self.bots if b.welcome_at_s is not None]
-        rates = [b.snapshots / max(1e-3, ended - b.welcome_at_s) for b in live_bots]
+        rates = [b.snapshots / max(1e-3, ended - (b.welcome_at_s or ended)) for b in live_bots]
         return {
             "connected": len(live_bots),
             "reconnects": self.reconnects,
@@ -618,9 +619,13 @@ def baseline_analytic(n: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- report
 
 
-def median(values: list[float]) -> float | None:
+def median(values: list[Any]) -> float | None:
     values = [v for v in values if v is not None]
     return round(statistics.median(values), 3) if values else None
+
+
+def median_of(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
 
 
 def summarize(runs: list[dict[str, Any]], baseline_bps: float) -> dict[str, Any]:
@@ -637,7 +642,7 @@ def summarize(runs: list[dict[str, Any]], baseline_bps: float) -> dict[str, Any]
         "bots_cpu": median([r["bots_cpu"] for r in runs]),
         "bytes_per_s_per_client": ours,
         "bytes_per_s_per_client_at_20hz": round(
-            median([r["bytes_per_tick_per_client"] for r in runs]) * TICK_HZ, 1
+            median_of([r["bytes_per_tick_per_client"] for r in runs]) * TICK_HZ, 1
         ),
         "snapshots_delivered": median([r["snapshots_delivered"] for r in runs]),
         "ticks_per_s": median([r["ticks_per_s"] for r in runs]),
@@ -646,7 +651,8 @@ def summarize(runs: list[dict[str, Any]], baseline_bps: float) -> dict[str, Any]
         "baseline_bytes_per_s_per_client": baseline_bps,
         # Both sides at a full 20 Hz: when the server fell behind, per-second bytes flatter it.
         "traffic_ratio": round(
-            baseline_bps / (median([r["bytes_per_tick_per_client"] for r in runs]) * TICK_HZ), 1
+            baseline_bps / (median_of([r["bytes_per_tick_per_client"] for r in runs]) * TICK_HZ),
+            1,
         )
         if ours
         else None,

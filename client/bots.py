@@ -27,6 +27,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -393,7 +394,12 @@ def _stats(values: list[float] | list[int], which: tuple[str, ...]) -> dict[str,
     if not values:
         return dict.fromkeys(which)
     arr = np.asarray(values, float)
-    funcs = {"mean": np.mean, "min": np.min, "max": np.max, "p50": np.median}
+    funcs: dict[str, Callable[[np.ndarray], Any]] = {
+        "mean": np.mean,
+        "min": np.min,
+        "max": np.max,
+        "p50": np.median,
+    }
     return {k: _round(funcs[k](arr)) for k in which}
 
 

@@ -564,7 +564,7 @@ class AsyncSession:
         # Copy-on-write: the app iterates `roster` from another thread (NetSession), so a
         # change builds a new dict (and a new entry) and swaps it in with one assignment.
         kind = msg["kind"]
-        avatar = msg.get("avatar")
+        avatar: int = msg.get("avatar", -1)  # present on every avatar event (validated)
         if kind == "join":
             self.roster = {
                 **self.roster,

@@ -255,6 +255,9 @@ class InterpolationBuffer:
             of its update period: 0.5 means it plays at 0.5x-1.5x speed while adapting.
     """
 
+    _ids: np.ndarray  # avatar id of each row, -1 when free
+    _active: np.ndarray  # bool per row
+
     def __init__(
         self,
         depth: int = 8,
