@@ -184,3 +184,65 @@ def test_neonbar_client_offscreen_screenshot(server, tmp_path) -> None:
     img = cv2.imread(str(shot))
     assert img is not None and img.shape == (180, 320, 3)
     assert img.mean() > 8
+
+
+def test_malformed_server_frames_are_survived_end_to_end(showbase, caplog) -> None:
+    """A server that sends garbage between valid messages: logged, and the bar carries on."""
+    import asyncio
+    import threading
+
+    from websockets.asyncio.server import serve
+
+    from neonbar import protocol
+
+    def event(seq: int, kind: str, **fields: Any) -> bytes:
+        return protocol.encode({"t": "event", "seq": seq, "st": 1.0, "kind": kind, **fields})
+
+    frames = [
+        protocol.encode({
+            "t": "welcome", "v": protocol.PROTOCOL_VERSION, "you": 1, "room": "bad",
+            "role": "host", "name": "me", "resume": "r", "resumed": False, "st": 1.0,
+            "tick": 0, "seq": 0, "pos": [0, -900, 0], "look": "neutral", "layout": "x",
+            "avatars": [{"id": 1, "name": "me", "color": "#2de2ff", "role": "host",
+                         "muted": False, "drink": None, "tipsy": 0.0}],
+            "limits": {},
+        }),
+        b"\xc1\xff not msgpack",
+        protocol.encode({"t": "event", "seq": 1, "kind": "chat"}),  # no st, no avatar
+        protocol.encode({"t": "snap", "tick": 1, "base": -1, "st": 1.0, "you": [0, 0, 0, 0],
+                         "d": b"\x01", "a": b"\x02\x03"}),  # partial records
+        event(1, "join", avatar=9, name="Mei", color="#ff2d55", role="collaborator"),
+        event(2, "chat", avatar=9, text="still standing"),
+    ]  # fmt: skip
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def handler(ws: Any) -> None:
+        await ws.recv()  # hello
+        for frame in frames:
+            await ws.send(frame)
+        async for _ in ws:  # keep the connection open; inputs and pings are ignored
+            pass
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as srv:
+            state["url"] = f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+            state["stop"] = asyncio.get_running_loop().create_future()
+            ready.set()
+            await state["stop"]
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    session = NetSession(state["url"], "bad", "me")
+    app = NeonBarApp(showbase, session, name="me", post=False)
+    session.start()
+    try:
+        pump(app, lambda: "Mei: still standing" in app.hud.chat_text.text)
+        assert app.you == 1 and session.state == ConnectionState.CONNECTED
+        assert session.stats.malformed >= 2
+    finally:
+        app.destroy()
+        loop.call_soon_threadsafe(state["stop"].set_result, None)
+        thread.join(5)
