@@ -55,6 +55,8 @@ CONTACT_M = 10 * CONTACT_SKIN_M
 # Slides per avatar and call: two are enough for a corner; the rest serve long moves past several
 # pieces of furniture. A move that still has length left after them ends there, for this tick.
 MAX_SLIDES = 6
+_TOUCH_M = 1e-9  # a start this close to a surface counts as touching it
+_HEAD_ON_COS = 0.999  # a move within ~2.5° of a rounded corner's normal is aimed dead at it
 # Grazing hits stop at most this many skins back along the ray instead of skin / cos(angle), so a
 # ray that brushes a rounded corner still gets (almost) all of its length.
 _MAX_BACKOFF_SKINS = 20.0
@@ -320,13 +322,46 @@ class CollisionWorld:
                 qx[k] = np.where(touching, gx, 0.0)
                 qy[k] = np.where(touching, gy, 0.0)
             rx, ry = _leave_both(mx, my, nx, ny, qx, qy)
+            rx, ry = self._round_the_corner(p[a], j, mx, my, nx, ny, cos, has_prev, rx, ry)
             # Never slide against the intended move: a held key must not pull an avatar back.
-            forward = rx * d0[a, 0] + ry * d0[a, 1] > 0
+            forward = rx * d0[a, 0] + ry * d0[a, 1] >= 0
             rem[a, 0], rem[a, 1] = np.where(forward, rx, 0.0), np.where(forward, ry, 0.0)
             prev_j[a] = j
             if legs is not None:
                 legs[:, slide + 1 :] = p[:, None, :]
         return p
+
+    def _round_the_corner(
+        self,
+        p: np.ndarray,
+        j: np.ndarray,
+        mx: np.ndarray,
+        my: np.ndarray,
+        nx: np.ndarray,
+        ny: np.ndarray,
+        cos: np.ndarray,
+        has_prev: np.ndarray,
+        rx: np.ndarray,
+        ry: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Break the tie of a move aimed dead at a rounded (convex) corner.
+
+        Head-on, the slide along the surface is zero and the avatar would stand still forever
+        while open floor lies a few degrees to either side. Slide half the move along the
+        tangent instead (to the side the move leans, left when it leans nowhere); from there the
+        ordinary slide carries it round. Flat faces and creases keep stopping a head-on move.
+        """
+        m_len = np.sqrt(mx * mx + my * my)
+        r_len = np.sqrt(rx * rx + ry * ry)
+        qx, qy = self._local(p[:, 0], p[:, 1], j)
+        at_corner = (np.abs(qx) >= self._hx[j]) & (np.abs(qy) >= self._hy[j])
+        dead_on = (cos > _HEAD_ON_COS) & ~has_prev & at_corner & (r_len <= 1e-9 + 1e-6 * m_len)
+        if not dead_on.any():
+            return rx, ry
+        lean = mx * -ny + my * nx  # component of the move along the left tangent (-ny, nx)
+        side = np.where(lean < 0, -1.0, 1.0)
+        tx, ty = side * -ny * 0.5 * m_len, side * nx * 0.5 * m_len
+        return np.where(dead_on, tx, rx), np.where(dead_on, ty, ry)
 
     def _first_hit(
         self, ox: np.ndarray, oy: np.ndarray, dx: np.ndarray, dy: np.ndarray
@@ -418,10 +453,13 @@ class CollisionWorld:
             disc = b * b - a * c
             root = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
             t[k] = np.where((disc >= 0) & (root >= 0) & (root <= 1.0), root, np.inf)
-        # Starting inside: block only moves that go deeper.
+        # Starting inside or on the surface: block only moves that go deeper. Touching counts:
+        # positions quantized to centimetres land exactly on surfaces built from round layout
+        # numbers, and a slab test alone would "hit" a move that leaves or runs along the face.
         ax, ay = np.abs(qx) - hx, np.abs(qy) - hy
         ox_, oy_ = np.maximum(ax, 0.0), np.maximum(ay, 0.0)
-        inside = np.sqrt(ox_ * ox_ + oy_ * oy_) + np.minimum(np.maximum(ax, ay), 0.0) - rho < 0
+        sd = np.sqrt(ox_ * ox_ + oy_ * oy_) + np.minimum(np.maximum(ax, ay), 0.0) - rho
+        inside = sd <= _TOUCH_M
         if inside.any():
             k = np.flatnonzero(inside)
             _, gx, gy = self._sdf(ox[k], oy[k], j[k])

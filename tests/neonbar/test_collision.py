@@ -490,3 +490,26 @@ def test_soak_a_million_moves() -> None:
             stuck += int(ref.could_progress(q[k], u[k]).sum())
         p = q
     assert (inside, crossed, stuck) == (0, 0, 0)
+
+
+def test_a_start_exactly_on_a_surface_can_leave_it_and_run_along_it() -> None:
+    """Centimetre-quantized corrections land exactly on surfaces built from round numbers."""
+    world = WORLDS["bar"][0]
+    table = next(b for b in BAR.boxes if b.kind == "booth_table")
+    on_face = np.array([[table.cx - table.hx - RADIUS_M, table.cy]])
+    assert abs(world.distance(on_face)[0]) < 1e-12
+    away = world.solve_moves(on_face, np.array([[-0.3, 0.0]]))
+    assert away[0, 0] == pytest.approx(on_face[0, 0] - 0.3)
+    along = world.solve_moves(on_face, np.array([[0.0, 0.2]]))
+    assert along[0, 1] == pytest.approx(on_face[0, 1] + 0.2)
+    into = world.solve_moves(on_face, np.array([[0.3, 0.0]]))
+    assert world.distance(into)[0] >= 0.0 and into[0, 0] <= on_face[0, 0] + 1e-9
+
+
+def test_a_move_aimed_dead_at_a_rounded_corner_goes_round_it() -> None:
+    counter = next(b for b in BAR.boxes if b.kind == "counter")
+    corner_x, corner_y = counter.cx - counter.hx, counter.cy - counter.hy  # south-west corner
+    p = np.array([[corner_x - RADIUS_M, corner_y]])  # on the rounded corner, facing its centre
+    for _ in range(12):
+        p = _move_and_check("bar", p, np.array([[0.3, 0.0]]))
+    assert p[0, 0] > corner_x + 1.0, "held +x at the corner and never got round it"
