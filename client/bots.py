@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -109,12 +110,21 @@ def run(args: argparse.Namespace) -> int:
         seed=getattr(args, "seed", None),
         name_prefix=getattr(args, "name_prefix", "bot"),
     )
-    report = runner(fleet.run(args.duration))
+    report = runner(_run_until_signalled(fleet, args.duration))
     if args.json:
         print(json.dumps(report))
     else:
         print(human_summary(report))
     return 0
+
+
+async def _run_until_signalled(fleet: BotFleet, duration_s: float) -> dict[str, Any]:
+    """Ctrl-C or SIGTERM ends the run early but cleanly: every bot says bye, the summary prints."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, fleet.stop)
+    return await fleet.run(duration_s)
 
 
 class BotFleet:
@@ -165,7 +175,7 @@ class BotFleet:
         self.target_m = np.zeros((n, 2))
         self.speed_mps = self.rng.uniform(*WALK_MPS, n)
         self.progress_s = np.zeros(n)  # time since last real progress toward the target
-        self._welcome_ids = [0] * n
+        self._welcomes_seen = [0] * n
         self._tasks: list[asyncio.Task[None]] = []
         self._deadline_s = math.inf
 
@@ -246,9 +256,8 @@ class BotFleet:
         """A (re)joined bot starts from where the server put it."""
         for i in live:
             session = self.sessions[i]
-            welcome = session.welcome
-            if welcome is not None and id(welcome) != self._welcome_ids[i]:
-                self._welcome_ids[i] = id(welcome)
+            if session.stats.welcomes != self._welcomes_seen[i]:
+                self._welcomes_seen[i] = session.stats.welcomes
                 if session.local_state is not None:
                     self.pos_m[i] = session.local_state[:2]
                     self.yaw_rad[i] = session.local_state[2]

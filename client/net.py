@@ -94,6 +94,7 @@ class SessionStats:
     duplicate_events: int = 0
     event_gaps: int = 0
     reconnects: int = 0
+    welcomes: int = 0
     close_codes: list[int] = field(default_factory=list)  # every close, in order
     latency_s: list[float] = field(default_factory=list)  # snapshot st -> receipt, server clock
     connected_at_local_s: float | None = None
@@ -517,6 +518,7 @@ class AsyncSession:
 
     def _on_welcome(self, msg: dict[str, Any], now_s: float) -> None:
         resumed = bool(msg["resumed"]) and self.you == msg["you"]
+        self.stats.welcomes += 1
         self.welcome = msg
         self.you = msg["you"]
         self.role = msg["role"]
