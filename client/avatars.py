@@ -49,6 +49,11 @@ CLINK_WINDOW_S = 1.5  # ... when the cheers were this close together in time
 BUBBLE_S = 6.0
 GONE_S = 2.0  # after a leave, positions still buffered for that avatar are ignored this long
 DEFAULT_COLOR = "#ff8a1f"
+# Hair: mostly dark, some bleached, some dyed neon.
+HAIR = (
+    (0.07, 0.05, 0.06), (0.05, 0.05, 0.07), (0.2, 0.1, 0.06), (0.85, 0.82, 0.75),
+    (0.9, 0.2, 0.55), (0.2, 0.45, 0.95), (0.6, 0.6, 0.65), (0.55, 0.22, 0.08),
+)  # fmt: skip
 
 
 def hex_rgb(color: str | None, default: str = DEFAULT_COLOR) -> tuple[float, float, float]:
@@ -85,7 +90,6 @@ def _build_templates() -> Templates:
     dark = (0.06, 0.06, 0.08)
     white = (1.0, 1.0, 1.0)
     skin = (0.78, 0.66, 0.62)
-    hair = (0.08, 0.06, 0.07)
 
     body = MeshBuilder()
     leg = MeshBuilder()  # hangs from the hip pivot along -z, the shoe at its end
@@ -93,7 +97,8 @@ def _build_templates() -> Templates:
     leg.box((0, 0.04, -HIP_Z + 0.045), (0.07, 0.13, 0.045), (0.02, 0.02, 0.02))
     body.cylinder((0, 0, 1.42), 0.06, 0.1, skin, segments=8)
     body.sphere((0, 0, HEAD_Z), (0.14, 0.15, 0.17), skin, rings=10, segments=16)
-    body.sphere((0, -0.02, HEAD_Z + 0.08), (0.15, 0.15, 0.12), hair, rings=6, segments=16)
+    body.tinted = 2  # hair, in a colour of its own
+    body.sphere((0, -0.02, HEAD_Z + 0.08), (0.15, 0.15, 0.12), white, rings=6, segments=16)
     body.tinted = True  # the jacket, in the user's colour
     body.cylinder((0, 0, 0.8), 0.19, 0.62, white, segments=16, top_radius_m=0.23)
     body.sphere((0, 0, 1.4), (0.26, 0.16, 0.1), white, rings=6, segments=16)
@@ -222,7 +227,8 @@ class AvatarFigure:
         tall, broad = ((avatar_id * 2654435761) % 1000 / 1000.0, (avatar_id * 40503) % 997 / 997.0)
         self.body.setScale(0.95 + 0.1 * broad, 1.0, 0.94 + 0.12 * tall)
         rgb = hex_rgb(color)
-        self.suit = self.body.attachNewNode(t.body.node("suit", rgb))
+        self.hair = HAIR[sum(map(ord, name)) % len(HAIR)]  # stable per name across sessions
+        self.suit = self.body.attachNewNode(t.body.node("suit", rgb, self.hair))
         self.trim = self.body.attachNewNode(t.trim.node("trim", brighten(rgb, 0.3)))
         self.trim.setLightOff(1)
         self.head = self.body.attachNewNode("head")
@@ -295,7 +301,7 @@ class AvatarFigure:
         t = templates()
         rgb = hex_rgb(color)
         self.color = color
-        _swap_geom(self.suit, t.body.node("suit", rgb))
+        _swap_geom(self.suit, t.body.node("suit", rgb, self.hair))
         _swap_geom(self.trim, t.trim.node("trim", brighten(rgb, 0.3)))
         for pivot in (self.arm_r, self.arm_l):
             _swap_geom(pivot.getChild(0), t.arm.node("arm-mesh", rgb))

@@ -56,7 +56,9 @@ class MeshBuilder:
         self._count = 0
         self._tint: list[np.ndarray] = []
         self.emissive = False  # pieces added while True are skipped by `bake` (they shine)
-        self.tinted = False  # pieces added while True take the colour given to `node(tint=...)`
+        # Pieces added while `tinted` is truthy take a colour given to `node()`: True (or 1) the
+        # `tint` argument, 2 the `tint2` argument (a second colour, e.g. hair).
+        self.tinted: bool | int = False
 
     @property
     def empty(self) -> bool:
@@ -70,7 +72,7 @@ class MeshBuilder:
         self._col.append(np.tile(np.asarray(_rgba(color), np.float32), (n, 1)))
         self._tri.append(np.asarray(tri, np.int64) + self._count)
         self._glow.append(np.full(n, self.emissive))
-        self._tint.append(np.full(n, self.tinted))
+        self._tint.append(np.full(n, int(self.tinted), np.int8))
         self._count += n
 
     def set_alpha(self, alpha_of_xy: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -273,17 +275,19 @@ class MeshBuilder:
 
     # ---------------------------------------------------------------------------------- output
 
-    def node(self, name: str, tint: Color | None = None) -> GeomNode:
-        """One GeomNode holding everything added so far; `tint` multiplies the tinted pieces."""
+    def node(self, name: str, tint: Color | None = None, tint2: Color | None = None) -> GeomNode:
+        """One GeomNode holding everything added so far; the tints multiply the tinted pieces."""
         node = GeomNode(name)
         if self.empty:
             return node
         pos = np.concatenate(self._pos)
         nrm = np.concatenate(self._nrm)
         col = np.concatenate(self._col)
-        if tint is not None:
-            col = col.copy()
-            col[np.concatenate(self._tint), :3] *= np.asarray(tint[:3], np.float32)
+        groups = np.concatenate(self._tint)
+        for group, rgb in ((1, tint), (2, tint2)):
+            if rgb is not None:
+                col = col.copy() if col is not None else col
+                col[groups == group, :3] *= np.asarray(rgb[:3], np.float32)
         tri = np.concatenate(self._tri)
         n = len(pos)
         vdata = GeomVertexData(name, FORMAT, Geom.UHStatic)
