@@ -285,8 +285,7 @@ class MeshBuilder:
         col = np.concatenate(self._col)
         groups = np.concatenate(self._tint)
         for group, rgb in ((1, tint), (2, tint2)):
-            if rgb is not None:
-                col = col.copy() if col is not None else col
+            if rgb is not None:  # col is a fresh array (concatenate), safe to scale in place
                 col[groups == group, :3] *= np.asarray(rgb[:3], np.float32)
         tri = np.concatenate(self._tri)
         n = len(pos)
