@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_AVATAR_IDS = 65536
+_MIN_CAPACITY = 256
 _DELTA_LIMIT_CM = 127
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 
@@ -45,7 +46,7 @@ class _TickState:
     """The quantized world at one tick, indexed by avatar id (values of absent ids are stale)."""
 
     tick: int
-    x_cm: np.ndarray  # int16[MAX_AVATAR_IDS]
+    x_cm: np.ndarray  # int16[capacity], indexed by avatar id
     y_cm: np.ndarray  # int16
     yaw: np.ndarray  # uint16
     near: dict[int, np.ndarray]  # cell -> sorted avatar ids
@@ -144,18 +145,21 @@ class SnapshotEncoder:
         """
         if self._now is not None and tick <= self._now.tick:
             raise ValueError("ticks must increase")
+        ids = np.asarray(ids, dtype=np.int64)
         slot = tick % len(self._ring)
         state = self._ring[slot]
-        if state is None:
+        # Dense per-id arrays, as long as the highest id needs (rooms are mostly small).
+        needed = int(ids.max()) + 1 if len(ids) else 1
+        if state is None or len(state.x_cm) < needed:
+            size = min(MAX_AVATAR_IDS, max(_MIN_CAPACITY, 1 << (needed - 1).bit_length()))
             state = _TickState(
                 tick,
-                np.zeros(MAX_AVATAR_IDS, np.int16),
-                np.zeros(MAX_AVATAR_IDS, np.int16),
-                np.zeros(MAX_AVATAR_IDS, np.uint16),
+                np.zeros(size, np.int16),
+                np.zeros(size, np.int16),
+                np.zeros(size, np.uint16),
                 {},
             )
             self._ring[slot] = state
-        ids = np.asarray(ids, dtype=np.int64)
         state.tick = tick
         state.x_cm[ids] = x_cm
         state.y_cm[ids] = y_cm
@@ -330,7 +334,8 @@ class SnapshotEncoder:
             rows = bases == base
             state = ring[base % len(ring)]
             assert state is not None
-            ids = near[rows]
+            # Ids beyond that tick's arrays joined later: not in its near set, masked out below.
+            ids = np.minimum(near[rows], len(state.x_cm) - 1)
             old_x[rows] = state.x_cm[ids]
             old_y[rows] = state.y_cm[ids]
             old_yaw[rows] = state.yaw[ids]

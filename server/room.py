@@ -261,16 +261,18 @@ class Room:
         self.encoder = SnapshotEncoder(
             self.layout.half_x, self.layout.half_y, history_ticks=self.config.history_ticks
         )
-        self.pos_m = np.zeros((MAX_AVATAR_IDS, 2), dtype=np.float64)
-        self.yaw = np.zeros(MAX_AVATAR_IDS, dtype=np.uint16)
-        # Inputs, by avatar id: the latest claim per avatar waits here for the next tick.
+        # Per-avatar state in arrays indexed by avatar id, grown as ids are handed out.
+        self.pos_m = np.zeros((0, 2), dtype=np.float64)
+        self.yaw = np.zeros(0, dtype=np.uint16)
+        # Inputs: the latest claim per avatar waits here for the next tick.
         self.pending: set[int] = set()
-        self.pending_xy_m = np.zeros((MAX_AVATAR_IDS, 2), dtype=np.float64)
-        self.pending_yaw = np.zeros(MAX_AVATAR_IDS, dtype=np.uint16)
-        self.pending_seq = np.zeros(MAX_AVATAR_IDS, dtype=np.int64)
-        self.pending_at_s = np.zeros(MAX_AVATAR_IDS, dtype=np.float64)
-        self.input_seq = np.zeros(MAX_AVATAR_IDS, dtype=np.int64)  # last input seq applied
-        self.input_at_s = np.zeros(MAX_AVATAR_IDS, dtype=np.float64)  # ...and when it came
+        self.pending_xy_m = np.zeros((0, 2), dtype=np.float64)
+        self.pending_yaw = np.zeros(0, dtype=np.uint16)
+        self.pending_seq = np.zeros(0, dtype=np.int64)
+        self.pending_at_s = np.zeros(0, dtype=np.float64)
+        self.input_seq = np.zeros(0, dtype=np.int64)  # last input seq applied
+        self.input_at_s = np.zeros(0, dtype=np.float64)  # ...and when it arrived
+        self._grow(256)
         self._ids = np.zeros(0, dtype=np.int64)  # present avatar ids, sorted
         self._free_ids: list[int] = []  # heap of ids free for reuse
         self._cooling_ids: deque[tuple[float, int]] = deque()  # (free again at, id)
@@ -328,6 +330,8 @@ class Room:
         if len(self.avatars) >= self.config.max_avatars:
             raise JoinRefused(CloseCode.ROOM_FULL, f"room {self.name} is full")
         avatar_id = self._allocate_id(now_s)
+        if avatar_id >= len(self.pos_m):
+            self._grow(min(MAX_AVATAR_IDS, 2 * len(self.pos_m)))
         color = hello.get("color") or PALETTE[avatar_id % len(PALETTE)]
         avatar = Avatar(
             id=avatar_id,
@@ -673,6 +677,16 @@ class Room:
             "layout": self.layout.name,
         }
         session.write(encode(welcome))
+
+    def _grow(self, capacity: int) -> None:
+        for name in (
+            "pos_m", "yaw", "pending_xy_m", "pending_yaw", "pending_seq", "pending_at_s",
+            "input_seq", "input_at_s",
+        ):  # fmt: skip
+            old = getattr(self, name)
+            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
 
     def _allocate_id(self, now_s: float) -> int:
         while self._cooling_ids and self._cooling_ids[0][0] <= now_s:

@@ -44,8 +44,11 @@ class ReferenceClient:
 class World:
     """A crowd that walks, sometimes teleports, joins and leaves (ids never reused)."""
 
-    def __init__(self, rng: np.random.Generator, n: int, half_cm: tuple[int, int]) -> None:
+    def __init__(
+        self, rng: np.random.Generator, n: int, half_cm: tuple[int, int], id_gap: int = 1
+    ) -> None:
         self.rng = rng
+        self.id_gap = id_gap  # > 1: ids spread out, so the encoder's per-id arrays must grow
         self.half_cm = half_cm
         self.next_id = 1
         self.state: dict[int, State] = {}
@@ -57,7 +60,7 @@ class World:
         x = int(self.rng.integers(-hx, hx))
         y = int(self.rng.integers(-hy, hy))
         self.state[self.next_id] = (x, y, int(self.rng.integers(0, 65536)))
-        self.next_id += 1
+        self.next_id = min(65535, self.next_id + int(self.rng.integers(1, self.id_gap + 1)))
 
     def step(self) -> None:
         hx, hy = self.half_cm
@@ -83,11 +86,18 @@ class World:
 
 
 def run_session(
-    seed: int, n: int, clients: int, ticks: int, near_k: int, mid_k: int, stride: int = 4
+    seed: int,
+    n: int,
+    clients: int,
+    ticks: int,
+    near_k: int,
+    mid_k: int,
+    stride: int = 4,
+    id_gap: int = 1,
 ) -> int:
     """Simulate server + clients with lossy, late acks; assert exact reconstruction throughout."""
     rng = np.random.default_rng(seed)
-    world = World(rng, n, (800, 600))
+    world = World(rng, n, (800, 600), id_gap)
     encoder = SnapshotEncoder(
         8.0, 6.0, cell_m=2.0, near_k=near_k, mid_k=mid_k, history_ticks=8, base_stride=stride
     )
@@ -134,11 +144,12 @@ def run_session(
     near_k=st.integers(1, 12),
     mid_k=st.integers(0, 20),
     stride=st.integers(1, 5),
+    id_gap=st.sampled_from([1, 1, 300]),
 )
 def test_client_reconstructs_server_state_exactly(
-    seed: int, n: int, near_k: int, mid_k: int, stride: int
+    seed: int, n: int, near_k: int, mid_k: int, stride: int, id_gap: int
 ):
-    run_session(seed, n, clients=4, ticks=40, near_k=near_k, mid_k=mid_k, stride=stride)
+    run_session(seed, n, 4, 40, near_k, mid_k, stride=stride, id_gap=id_gap)
 
 
 def test_large_run_checks_many_avatars():
