@@ -283,14 +283,26 @@ class SnapshotEncoder:
         """
         return self.bodies([(cell, base)])[0]
 
-    def bodies(self, keys: list[tuple[int, int]]) -> list[SnapshotBody]:
-        """Bodies for many (cell, base) groups at once (vectorized across groups)."""
+    def bodies(
+        self, keys: list[tuple[int, int]], bases_checked: bool = False
+    ) -> list[SnapshotBody]:
+        """Bodies for many (cell, base) groups at once (vectorized across groups).
+
+        Args:
+            keys: (cell, base) per client.
+            bases_checked: every base came from `pick_base` this tick (skips re-checking).
+        """
         todo: dict[tuple[int, int], None] = {}  # ordered set of groups not encoded yet
-        normalized = []
-        for cell, base in keys:
-            key = (cell, base if base < 0 or self.usable_base(cell, base) else -1)
-            normalized.append(key)
-            if key not in self._bodies:
+        if bases_checked:
+            normalized = keys
+        else:
+            normalized = [
+                (cell, base if base < 0 or self.usable_base(cell, base) else -1)
+                for cell, base in keys
+            ]
+        cached = self._bodies
+        for key in normalized:
+            if key not in cached:
                 todo[key] = None
         if todo:
             missing = np.array(sorted({c for c, _ in todo if c not in self._slices}), np.int64)

@@ -591,7 +591,7 @@ class Room:
             served.append(i)
             keys.append((cells[i], pick_base(cells[i], session.ack, session.sent_cells)))
         # Pass 2: encode every group once (vectorized), then finish and write per client.
-        bodies = self.encoder.bodies(keys)
+        bodies = self.encoder.bodies(keys, bases_checked=True)
         prefixes: dict[tuple[int, int], bytes] = {}
         for i, key, body in zip(served, keys, bodies, strict=True):
             session = sessions[i]

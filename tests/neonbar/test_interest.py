@@ -117,7 +117,11 @@ def run_session(
         # Skipped: a slow client's snapshot, or one lost with a dropped connection.
         served = [c for c in range(clients) if rng.random() >= 0.15]
         keys = [(cells[c], encoder.pick_base(cells[c], acks[c], sent_cells[c])) for c in served]
-        bodies = encoder.bodies(keys) if rng.random() < 0.7 else [encoder.body(*k) for k in keys]
+        bodies = (
+            encoder.bodies(keys, bases_checked=True)
+            if rng.random() < 0.7
+            else [encoder.body(*k) for k in keys]
+        )
         for c, (cell, base), body in zip(served, keys, bodies, strict=True):
             view = views[c]
             assert body.base == base
