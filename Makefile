@@ -11,12 +11,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 setup: $(STAMP)
 
-# Offscreen rendering needs Mesa's EGL/OpenGL; most machines already have it.
+# Offscreen rendering needs Mesa's EGL/OpenGL (most machines already have it); the
+# 花樣年華 sign needs a font with Chinese glyphs (without one it shows its English title).
+APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 fonts-wqy-microhei fontconfig
 system-deps:
-	@if ! ldconfig -p | grep -q 'libEGL_mesa.so'; then \
-	  echo "installing Mesa EGL/OpenGL (offscreen rendering)"; \
+	@missing=; \
+	ldconfig -p | grep -q 'libEGL_mesa.so' || missing=yes; \
+	{ command -v fc-list >/dev/null && fc-list :lang=zh | grep -q . ; } || missing=yes; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
+	  echo "installing system packages: $(APT_PACKAGES)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q libegl1 libegl-mesa0 libgl1-mesa-dri libgl1; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(APT_PACKAGES); \
 	fi
 
 $(STAMP): pyproject.toml constraints.txt
