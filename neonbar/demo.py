@@ -88,12 +88,14 @@ def run(args: argparse.Namespace) -> int:
         host_token = mint_invite(data_dir, url, "host", name="Director")
         if args.bots > 0:
             bot_token = mint_invite(data_dir, url, "collaborator")
+            bots_log = (data_dir / "bots.log").open("w")  # closed with the process at exit
             bots = subprocess.Popen(
                 _neonbar(
                     "bots", "--server", url, "--room", ROOM, "--count", str(args.bots),
                     "--duration", str(duration_s + 30), "--token", bot_token,
                 ),
                 stdout=subprocess.DEVNULL,
+                stderr=bots_log,
             )  # fmt: skip
             children.append(bots)
             print(f"  {args.bots} guests are wandering the bar, cheering and ordering drinks.")
@@ -119,10 +121,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"Wrote the video {record} and the screenshot {screenshot}.")
         return 0
     finally:
+        # Guests leave before the server closes, so nobody is told "the server is restarting".
         for child in reversed(children):
             if child.poll() is None:
                 child.terminate()
-        for child in children:
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
