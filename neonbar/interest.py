@@ -94,6 +94,8 @@ class SnapshotEncoder:
         self._ids = _EMPTY_IDS
         self._slices: dict[int, _CellView] = {}
         self._bodies: dict[tuple[int, int], SnapshotBody] = {}
+        # usable_base answers of the current tick: a room's clients share a few (cell, base) pairs.
+        self._usable: dict[tuple[int, int], bool] = {}
         self._cell_centers_cm = np.stack(
             np.meshgrid(
                 -self.half_x_cm + (np.arange(self.cols) + 0.5) * self.cell_cm,
@@ -169,6 +171,7 @@ class SnapshotEncoder:
         self._ids = ids
         self._bodies = {}
         self._slices = {}
+        self._usable = {}
         self._compute_slices(np.unique(np.asarray(cells, dtype=np.int64)), x_cm, y_cm)
 
     def _compute_slices(self, cells: np.ndarray, x_cm: np.ndarray, y_cm: np.ndarray) -> None:
@@ -269,12 +272,18 @@ class SnapshotEncoder:
 
     def usable_base(self, cell: int, base: int) -> bool:
         """True when a delta against `base` is possible for a client served by `cell` at both."""
+        known = self._usable.get((cell, base))
+        if known is not None:
+            return known
         if base < 0 or self._now is None:
             return False
         if not 0 < self._now.tick - base <= self.history_ticks:
-            return False
-        old = self._ring[base % len(self._ring)]
-        return old is not None and old.tick == base and cell in old.near
+            usable = False
+        else:
+            old = self._ring[base % len(self._ring)]
+            usable = old is not None and old.tick == base and cell in old.near
+        self._usable[(cell, base)] = usable
+        return usable
 
     def body(self, cell: int, base: int = -1) -> SnapshotBody:
         """The shared snapshot body for clients served by `cell` whose base is `base`.

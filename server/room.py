@@ -50,8 +50,11 @@ from neonbar.tokens import TokenError, verify
 from server.movement import MoveValidator
 from server.snapshots import (
     can_write_directly,
-    finish_snapshot,
+    frame_header,
+    snapshot_head,
     snapshot_prefix,
+    snapshot_tail,
+    tail_packer,
     write_binary_frame,
 )
 from server.storage import KEPT_EVENT_KINDS
@@ -570,6 +573,7 @@ class Room:
         you = np.stack((you_x, you_y, yaw[index], seqs), axis=1).tolist()  # [x, y, yaw, seq]
         tick, st = self.tick, self.server.now_s()
         oldest = tick - self.config.history_ticks
+        keep_cells = self.config.history_ticks + 4
         skip_bytes, max_bytes = self.config.snapshot_skip_bytes, self.config.max_buffer_bytes
         ack_deadline = st - self.config.ack_timeout_s
         sent = skipped = out_bytes = 0
@@ -578,7 +582,10 @@ class Room:
         served: list[int] = []
         keys: list[tuple[int, int]] = []
         for i, session in enumerate(sessions):
-            buffered = buffered_bytes(session.conn)
+            try:
+                buffered = session.conn.transport.get_write_buffer_size()
+            except Exception:
+                buffered = 0
             if buffered > skip_bytes or session.last_ack_s < ack_deadline:
                 if buffered > max_bytes:
                     self._drop_slow(session, f"write buffer {buffered} bytes")
@@ -589,25 +596,43 @@ class Room:
                     skipped += 1
                 continue
             served.append(i)
-            keys.append((cells[i], pick_base(cells[i], session.ack, session.sent_cells)))
+            cell = cells[i]
+            keys.append((cell, pick_base(cell, session.ack, session.sent_cells)))
         # Pass 2: encode every group once (vectorized), then finish and write per client.
         bodies = self.encoder.bodies(keys, bases_checked=True)
-        prefixes: dict[tuple[int, int], bytes] = {}
+        head = snapshot_head(tick)
+        pack = tail_packer()
+        # Per group: the shared payload start and its length (the frame header needs the total).
+        prefixes: dict[tuple[int, int], tuple[bytes, int]] = {}
         for i, key, body in zip(served, keys, bodies, strict=True):
             session = sessions[i]
-            prefix = prefixes.get(key)
-            if prefix is None:
-                prefix = snapshot_prefix(tick, st, body)
-                prefixes[key] = prefix
-            payload = finish_snapshot(prefix, you[i])
-            if session.write(payload):
-                sent += 1
-                out_bytes += len(payload)
-                cells_sent = session.sent_cells
-                cells_sent[tick] = key[0]
-                if len(cells_sent) > self.config.history_ticks + 4:
-                    for old in [t for t in cells_sent if t < oldest]:
-                        del cells_sent[old]
+            group = prefixes.get(key)
+            if group is None:
+                prefix = snapshot_prefix(tick, st, body, head)
+                group = prefixes[key] = (prefix, len(prefix))
+            tail = snapshot_tail(you[i], pack)
+            if session.direct:
+                # The whole frame in one buffer and one transport write (snapshots.py).
+                conn = session.conn
+                if conn.protocol.state is not State.OPEN:
+                    continue
+                size = group[1] + len(tail)
+                try:
+                    conn.transport.write(b"".join((frame_header(size), group[0], tail)))
+                except Exception:  # the transport is closing; the handler will notice
+                    continue
+            else:
+                payload = group[0] + tail
+                if not write_frame(session.conn, payload):
+                    continue
+                size = len(payload)
+            sent += 1
+            out_bytes += size
+            cells_sent = session.sent_cells
+            cells_sent[tick] = key[0]
+            if len(cells_sent) > keep_cells:
+                for old in [t for t in cells_sent if t < oldest]:
+                    del cells_sent[old]
         if sent:
             self.metrics.snapshots_sent.inc(sent)
             self.metrics.bytes_out.labels("snap").inc(out_bytes)

@@ -9,6 +9,8 @@ frame machinery, which matters when 1,000 clients must be served inside one 50 m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgpack
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
@@ -19,25 +21,52 @@ _YOU_KEY = msgpack.packb("you")
 _OPEN = State.OPEN
 
 
-def snapshot_prefix(tick: int, st: float, body: SnapshotBody) -> bytes:
-    """Every entry of the `snap` map except `you`, which each client appends."""
+def snapshot_head(tick: int) -> bytes:
+    """The entries every group of a tick shares: the map header, `t` and `tick`."""
     packer = msgpack.Packer(use_bin_type=True)
-    parts = [packer.pack_map_header(7)]
-    for key, value in (
-        ("t", "snap"),
-        ("tick", tick),
-        ("base", body.base),
-        ("st", st),
-        ("d", body.d),
-        ("a", body.a),
-    ):
+    return b"".join(
+        (packer.pack_map_header(7), packer.pack("t"), packer.pack("snap"), packer.pack("tick"),
+         packer.pack(tick))
+    )  # fmt: skip
+
+
+def snapshot_prefix(tick: int, st: float, body: SnapshotBody, head: bytes | None = None) -> bytes:
+    """Every entry of the `snap` map except `you`, which each client appends.
+
+    `head` is `snapshot_head(tick)`, built once per tick by callers that encode many groups.
+    """
+    if head is None:
+        head = snapshot_head(tick)
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [head]
+    for key, value in (("base", body.base), ("st", st), ("d", body.d), ("a", body.a)):
         parts.append(packer.pack(key))
         parts.append(packer.pack(value))
     return b"".join(parts)
 
 
+def tail_packer() -> Callable[[list[int]], bytes]:
+    """A pack function for `snapshot_tail`: one packer per tick saves its setup per client
+    (one per tick, not per module, so servers on different threads never share one)."""
+    return msgpack.Packer(use_bin_type=True).pack  # type: ignore[no-any-return]
+
+
+def snapshot_tail(you: list[int], pack: Callable[[list[int]], bytes] = msgpack.packb) -> bytes:
+    """The per-client end of a `snap` message: its `you` entry ([x, y, yaw, seq])."""
+    return _YOU_KEY + pack(you)
+
+
 def finish_snapshot(prefix: bytes, you: list[int]) -> bytes:
     return b"".join((prefix, _YOU_KEY, msgpack.packb(you)))
+
+
+def frame_header(payload_len: int) -> bytes:
+    """The header of an unmasked, final, binary server frame of `payload_len` bytes."""
+    if payload_len < 126:
+        return bytes((0x82, payload_len))
+    if payload_len < 65536:
+        return b"\x82\x7e" + payload_len.to_bytes(2, "big")
+    return b"\x82\x7f" + payload_len.to_bytes(8, "big")
 
 
 def can_write_directly(conn: ServerConnection) -> bool:
@@ -54,15 +83,8 @@ def write_binary_frame(conn: ServerConnection, payload: bytes) -> bool:
     """
     if conn.protocol.state is not _OPEN:
         return False
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x82, n))
-    elif n < 65536:
-        header = b"\x82\x7e" + n.to_bytes(2, "big")
-    else:
-        header = b"\x82\x7f" + n.to_bytes(8, "big")
     try:
-        conn.transport.write(header + payload)
+        conn.transport.write(frame_header(len(payload)) + payload)
     except Exception:  # the transport is closing; the connection handler will notice
         return False
     return True
