@@ -22,6 +22,9 @@ log = logging.getLogger("neonbar.server")
 
 AVATAR_RADIUS_M = 0.3
 _SPAWN_NEIGHBOURS = 96
+# Crowd separation per tick: one pass that corrects 75 % of each overlap (see MoveValidator).
+CROWD_PASSES = 1
+CROWD_STIFFNESS = 0.75
 
 
 class _FallbackWorld:
@@ -122,10 +125,22 @@ class MoveValidator:
         return np.asarray(self.world.solve_moves(pos_m, delta), dtype=np.float64)
 
     def separate(self, pos_m: np.ndarray) -> np.ndarray:
-        """Crowd separation when the solver offers it (avatars do not stand inside each other)."""
+        """Crowd separation when the solver offers it (avatars do not stand inside each other).
+
+        One pass per tick instead of the solver's default two halves the cost (a neighbour search
+        and a wall-checked move for every pushed avatar, ~1 ms each at 1,000 avatars). Its
+        stiffness and cap are set so that a lone overlapping pair is corrected as much per tick as
+        two default passes would (0.5 + 0.5 x 0.5 of the overlap, up to one radius in all).
+        """
         if not self.crowd or len(pos_m) < 2:
             return pos_m
-        return np.asarray(self.world.separate(pos_m), dtype=np.float64)
+        radius_m = float(self.world.radius_m)
+        return np.asarray(
+            self.world.separate(
+                pos_m, iterations=CROWD_PASSES, stiffness=CROWD_STIFFNESS, max_push_m=radius_m
+            ),
+            dtype=np.float64,
+        )
 
     def spawn(self, rng: np.random.Generator, others_m: np.ndarray) -> np.ndarray:
         """A free point in the layout's spawn circle, clear of the avatars standing there."""
