@@ -564,7 +564,8 @@ class Room:
             self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, [])
             return
         # Each client's own avatar: its quantized state (for `you`) and the cell serving it.
-        index = np.searchsorted(ids, [s.avatar.id for s in sessions])
+        # self.sessions is keyed by avatar id; its keys come in the order of `sessions`.
+        index = np.searchsorted(ids, np.fromiter(self.sessions, np.int64, len(sessions)))
         you_x, you_y = x_cm[index], y_cm[index]
         cells_array = self.encoder.cells_of(you_x, you_y)
         self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, cells_array)
@@ -631,7 +632,13 @@ class Room:
             cells_sent = session.sent_cells
             cells_sent[tick] = key[0]
             if len(cells_sent) > keep_cells:
-                for old in [t for t in cells_sent if t < oldest]:
+                # Ticks are inserted in increasing order, so the stale ones lead the dict.
+                stale: list[int] = []
+                for old in cells_sent:
+                    if old >= oldest:
+                        break
+                    stale.append(old)
+                for old in stale:
                     del cells_sent[old]
         if sent:
             self.metrics.snapshots_sent.inc(sent)
