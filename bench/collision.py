@@ -9,8 +9,8 @@ Counted for both, outside the timed part:
   tunnel    the centre's path passed through the body of an obstacle or left the room
             (ours: the traced slide legs; Panda3D: the straight move it makes per tick)
   embedded  an avatar that was clear ended a tick overlapping geometry by more than 1 cm
-  stuck     an avatar held a direction for 3 ticks without progress although a direction within
-            ~70 degrees of it was open, or stayed embedded for 3 ticks
+  stuck     an avatar held a direction for 3 ticks without progress or sideways motion although
+            a direction within ~70 degrees of it was open, or stayed embedded for 3 ticks
 
 Usage:
   python bench/collision.py                 ms/tick for 100 and 1,000 avatars, medians of 3 runs
@@ -130,7 +130,11 @@ class Checker:
         self.embedded += int((embedded & (gap_before >= -EMBED_M)).sum())
         self.embedded_run = np.where(embedded, self.embedded_run + 1, 0)
         gain = ((end - start) * u).sum(axis=1)
-        self.still = np.where(gain > 1e-4, 0, self.still + 1)
+        # Going round a rounded corner the move was aimed dead at gains nothing along u for a
+        # tick but is motion, not standing still.
+        moved = np.hypot(*(end - start).T) > 1e-4
+        moving = (gain > 1e-4) | (moved & (gain > -1e-9))
+        self.still = np.where(moving, 0, self.still + 1)
         due = np.flatnonzero(self.still == 3)
         if len(due):
             self.stuck += int(self._could_progress(end[due], u[due]).sum())
