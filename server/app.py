@@ -35,6 +35,7 @@ from neonbar.protocol import (
     encode,
     error_message,
 )
+from server.collector import TickCollector
 from server.metrics import CONTENT_TYPE, ServerMetrics
 from server.room import JoinRefused, Room, RoomConfig, Session, check_invite
 from server.storage import SqliteStorage, Storage
@@ -88,6 +89,8 @@ class SessionServer:
         self.storage: Storage = storage or SqliteStorage(":memory:")
         self.config = config or RoomConfig()
         self.metrics = ServerMetrics()
+        # Set by serve_forever (a server process of its own): garbage collection between ticks.
+        self.collector: TickCollector | None = None
         self.rooms: dict[str, Room] = {}
         self._t0 = time.monotonic()
         self._closers: set[asyncio.Task[None]] = set()
@@ -170,6 +173,8 @@ class SessionServer:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
+            if self.collector is not None:
+                self.collector.idle()
             try:
                 self.storage.flush()
             except Exception:
@@ -365,7 +370,9 @@ async def serve_forever(
     """Run a server until `stop` completes, then shut down gracefully."""
     storage = SqliteStorage(data_dir / "neonbar.db")
     server = SessionServer(layout, secret, storage, config)
+    server.collector = TickCollector(server.metrics)
     bound_host, bound_port = await server.start(host, port)
+    server.collector.install()
     if on_listening is not None:
         on_listening(bound_host, bound_port)
     try:
@@ -375,3 +382,4 @@ async def serve_forever(
             await asyncio.Future()
     finally:
         await server.shutdown()
+        server.collector.uninstall()

@@ -20,6 +20,22 @@ class ServerMetrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25),
             registry=r,
         )
+        self.tick_late_seconds = Histogram(
+            "neonbar_tick_late_seconds",
+            "How long after its scheduled time a room tick started",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.gc_seconds = Histogram(
+            "neonbar_gc_seconds",
+            "Garbage collector pauses, run between ticks (young or full)",
+            ["kind"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.gc_collected = Counter(
+            "neonbar_gc_collected", "Unreachable objects the collector found", ["kind"], registry=r
+        )
         self.snapshots_sent = Counter(
             "neonbar_snapshots_sent", "Snapshots written to clients", registry=r
         )

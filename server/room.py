@@ -387,6 +387,8 @@ class Room:
     def on_disconnect(self, session: Session) -> None:
         """The connection ended without `bye`: the avatar stays, away, for the resume window."""
         avatar = session.avatar
+        if self.server.collector is not None:
+            self.server.collector.note_disconnect()
         if avatar.session is session:
             self._detach(session)
             if avatar.id in self.avatars:
@@ -522,6 +524,7 @@ class Room:
             if delay_s < -5 * period_s:
                 next_s = loop.time()  # far behind: skip ticks rather than burst to catch up
             await asyncio.sleep(max(0.0, delay_s))
+            self.metrics.tick_late_seconds.observe(max(0.0, loop.time() - next_s))
             started = time.perf_counter()
             try:
                 self.step()
@@ -529,6 +532,8 @@ class Room:
                 self.metrics.exceptions.inc()
                 log.exception("tick %d of room %s failed", self.tick, self.name)
             self.metrics.tick_seconds.observe(time.perf_counter() - started)
+            if self.server.collector is not None:
+                self.server.collector.after_tick()
             if self.tick % TICK_HZ == 0:
                 self._housekeeping()
                 if not self.avatars:

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -42,23 +43,43 @@ def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     pytest.fail(f"server did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
 
 
+def gc_metrics(url: str) -> dict[str, float]:
+    """The server process runs its garbage collector between ticks (server/collector.py)."""
+    http_url = url.replace("ws://", "http://")
+    with urllib.request.urlopen(f"{http_url}/metrics", timeout=5) as resp:
+        lines = resp.read().decode().splitlines()
+
+    def value(name: str) -> float:
+        return next((float(x.split()[-1]) for x in lines if x.startswith(name + " ")), 0.0)
+
+    seen = {
+        "full": value('neonbar_gc_seconds_count{kind="full"}'),
+        "late": value("neonbar_tick_late_seconds_count"),
+    }
+    return seen
+
+
 def test_sigterm_closes_clients_with_1001_and_flushes_storage(tmp_path: Path):
     proc, url = start_server(tmp_path, "--open")
     assert url.startswith("ws://127.0.0.1:") and not url.endswith(":0")
     key = tmp_path / "secret.key"
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    metrics_seen: dict[str, float] = {}
     try:
 
         async def scenario() -> int | None:
             ann = await RawClient.join(url, room="lounge")
             await ann.send({"t": "chat", "text": "last orders"})
             await ann.event("chat", text="last orders")
+            await ann.snap()  # at least one tick has run
+            metrics_seen.update(gc_metrics(url))
             proc.send_signal(signal.SIGTERM)
             code = await ann.closed(timeout_s=10)
             assert ann.events[-1]["kind"] == "system"
             return code
 
         assert run(scenario()) == CloseCode.GOING_AWAY
+        assert metrics_seen["full"] >= 1 and metrics_seen["late"] >= 1
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
