@@ -23,7 +23,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import Event
+from websockets.protocol import Event, State
+from websockets.streams import StreamReader
 
 from neonbar.layout import Layout
 from neonbar.protocol import (
@@ -36,13 +37,16 @@ from neonbar.protocol import (
     error_message,
 )
 from server.collector import TickCollector
+from server.framing import read_client_frames
 from server.metrics import CONTENT_TYPE, ServerMetrics
 from server.room import JoinRefused, Room, RoomConfig, Session, check_invite
+from server.sender import SnapshotSender, WriteGate
 from server.storage import SqliteStorage, Storage
 
 log = logging.getLogger("neonbar.server")
 
 FLUSH_INTERVAL_S = 1.0
+_AT_EOF_CODE = StreamReader.at_eof.__code__
 
 
 class DirectConnection(ServerConnection):
@@ -53,9 +57,66 @@ class DirectConnection(ServerConnection):
     Once the handler sets `on_frame`, unfragmented frames skip the queue and are handled in
     arrival order from `data_received`. A fragmented message switches the connection back to the
     queue for good, so order is kept in every case.
+
+    On that path, whenever websockets' parser stands between two frames, received bytes first go
+    through `read_client_frames` (server/framing.py), which takes complete binary frames without
+    websockets' per-frame coroutines; from the first frame it does not take, bytes go to
+    websockets as usual. Every write goes through a `WriteGate` (server/sender.py).
     """
 
     on_frame: Callable[[bytes | str], None] | None = None
+    fast_frames = 0  # frames read by read_client_frames instead of websockets' parser
+    _pending = b""  # the start of a binary frame still arriving (short path only)
+
+    def data_received(self, data: bytes) -> None:
+        on_frame = self.on_frame
+        if on_frame is None or self.protocol.state is not State.OPEN:
+            if self._pending:  # websockets' parser stands at that frame's first byte
+                data, self._pending = self._pending + data, b""
+            super().data_received(data)
+            return
+        if self._pending:
+            data, self._pending = self._pending + data, b""
+        elif not self._parser_at_frame_start():
+            super().data_received(data)
+            return
+        payloads, consumed, other = read_client_frames(data, self.protocol.max_message_size)
+        self.fast_frames += len(payloads)
+        for payload in payloads:
+            on_frame(payload)
+        if consumed < len(data):
+            if other:
+                super().data_received(data[consumed:])
+            else:
+                self._pending = data[consumed:]
+
+    def eof_received(self) -> bool | None:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            super().data_received(data)
+        return super().eof_received()
+
+    def _parser_at_frame_start(self) -> bool:
+        """websockets' parser has consumed nothing of the next frame: bytes may bypass it."""
+        protocol = self.protocol
+        if protocol.reader.buffer:
+            return False
+        parser = protocol.parser
+        while (inner := parser.gi_yieldfrom) is not None:
+            parser = inner
+        # Between frames, Protocol.parse waits in StreamReader.at_eof for the next byte.
+        return parser.gi_code is _AT_EOF_CODE
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Every write goes through the gate, so snapshot batches written by the sender thread
+        # never interleave with the connection's other frames (server/sender.py).
+        super().connection_made(WriteGate(transport))  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        gate = self.transport
+        if isinstance(gate, WriteGate):
+            gate.connection_lost()
+        super().connection_lost(exc)
 
     def queued(self) -> int:
         return len(self.recv_messages.frames)
@@ -91,6 +152,8 @@ class SessionServer:
         self.metrics = ServerMetrics()
         # Set by serve_forever (a server process of its own): garbage collection between ticks.
         self.collector: TickCollector | None = None
+        # Started with the server: writes each tick's snapshot frames off the event loop.
+        self.sender: SnapshotSender | None = None
         self.rooms: dict[str, Room] = {}
         self._t0 = time.monotonic()
         self._closers: set[asyncio.Task[None]] = set()
@@ -120,6 +183,7 @@ class SessionServer:
     # ------------------------------------------------------------------------- lifecycle
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
+        self.sender = SnapshotSender.create(asyncio.get_running_loop(), self.metrics)
         self._server = await serve(
             self.handler,
             host,
@@ -167,6 +231,9 @@ class SessionServer:
                 await asyncio.wait_for(self._server.wait_closed(), timeout=timeout_s)
             except TimeoutError:
                 log.warning("some connections did not close within %.0f s", timeout_s)
+        if self.sender is not None:
+            self.sender.stop()
+            self.sender = None
         self.storage.close()
         log.info("server stopped; storage flushed")
 

@@ -26,6 +26,23 @@ class ServerMetrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25),
             registry=r,
         )
+        self.send_seconds = Histogram(
+            "neonbar_send_seconds",
+            "Writing one tick's snapshot batch on the sender thread",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.send_done_seconds = Histogram(
+            "neonbar_send_done_seconds",
+            "From the tick handing its snapshot batch over to the last frame written",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25),
+            registry=r,
+        )
+        self.send_partial = Counter(
+            "neonbar_send_partial",
+            "Snapshot frames the sender thread could not write whole (finished by the event loop)",
+            registry=r,
+        )
         self.gc_seconds = Histogram(
             "neonbar_gc_seconds",
             "Garbage collector pauses, run between ticks (young or full)",
