@@ -261,6 +261,7 @@ def measure_ours(
         "window_s": round(window_s, 2),
         "ticks_per_s": round(ticks / window_s, 2),
         "tick": histogram_quantiles(m0, m1, "neonbar_tick_seconds", (0.5, 0.99)),
+        "tick_cpu": histogram_quantiles(m0, m1, "neonbar_tick_cpu_seconds", (0.5, 0.99)),
         # How late ticks started (the event loop was busy, or the process waited for a core).
         "tick_late": histogram_quantiles(m0, m1, "neonbar_tick_late_seconds", (0.5, 0.99)),
         # The sender thread: writing a tick's batch, and hand-over to the last frame written.

@@ -41,6 +41,7 @@ from server.framing import read_client_frames
 from server.metrics import CONTENT_TYPE, ServerMetrics
 from server.room import JoinRefused, Room, RoomConfig, Session, check_invite
 from server.sender import SnapshotSender, WriteGate
+from server.snapshots import warm_up as warm_up_snapshots
 from server.storage import SqliteStorage, Storage
 
 log = logging.getLogger("neonbar.server")
@@ -184,6 +185,7 @@ class SessionServer:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self.sender = SnapshotSender.create(asyncio.get_running_loop(), self.metrics)
+        warm_up_snapshots()  # compiled code, ready before the first tick
         self._server = await serve(
             self.handler,
             host,

@@ -20,6 +20,12 @@ class ServerMetrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25),
             registry=r,
         )
+        self.tick_cpu_seconds = Histogram(
+            "neonbar_tick_cpu_seconds",
+            "CPU time of one room tick on the event loop's thread",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.1, 0.25),
+            registry=r,
+        )
         self.tick_late_seconds = Histogram(
             "neonbar_tick_late_seconds",
             "How long after its scheduled time a room tick started",

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,13 +50,14 @@ from neonbar.tokens import TokenError, verify
 from server.movement import MoveValidator
 from server.sender import WriteGate
 from server.snapshots import (
+    YOU_TAIL_BYTES,
     can_write_directly,
+    frame_batch,
     frame_header,
     snapshot_head,
     snapshot_prefix,
-    snapshot_tail,
-    tail_packer,
     write_binary_frame,
+    you_tails,
 )
 from server.storage import KEPT_EVENT_KINDS
 
@@ -110,6 +111,12 @@ class JoinRefused(Exception):
         super().__init__(reason)
         self.close_code = close_code
         self.reason = reason
+
+
+def _header_size(frame: bytes) -> int:
+    """The header size of an unmasked server frame (from its 7-bit length code)."""
+    code = frame[1] & 0x7F
+    return 2 if code < 126 else 4 if code == 126 else 10
 
 
 def write_frame(conn: ServerConnection, frame: bytes) -> bool:
@@ -178,16 +185,27 @@ class Session:
     conn: ServerConnection
     avatar: Avatar
     limits: ConnectionLimits
-    ack: int = -1
-    last_ack_s: float = 0.0  # when the ack last advanced (or the session started)
-    sent_cells: dict[int, int] = field(default_factory=dict)  # tick -> cell it was served by
     skipped: int = 0
     errors: int = 0
     closing: bool = False
     direct: bool = False  # snapshot frames may bypass the generic frame writer
+    gate: WriteGate | None = None  # the connection's write gate (server/sender.py), if any
 
     def __post_init__(self) -> None:
         self.direct = can_write_directly(self.conn)
+        transport = getattr(self.conn, "transport", None)
+        self.gate = transport if type(transport) is WriteGate else None
+
+    def send_state(self) -> int:
+        """Bytes waiting to be written to this client; -1 when it cannot take a frame now.
+
+        0 with a gate means idle: its snapshot may go to the sender thread.
+        """
+        if self.closing or self.conn.protocol.state is not State.OPEN:
+            return -1
+        if self.gate is not None:
+            return self.gate.send_state()
+        return buffered_bytes(self.conn)
 
     def write(self, frame: bytes) -> bool:
         """Queue one frame without awaiting; frames leave in the order they are written."""
@@ -276,6 +294,13 @@ class Room:
         self.pending_at_s = np.zeros(0, dtype=np.float64)
         self.input_seq = np.zeros(0, dtype=np.int64)  # last input seq applied
         self.input_at_s = np.zeros(0, dtype=np.float64)  # ...and when it arrived
+        # Snapshots: the newest acknowledged tick (-1: none), when it last advanced, and a ring
+        # of the recent snapshots written (slot tick % ring: that tick and the cell it served).
+        self.ack_tick = np.zeros(0, dtype=np.int64)
+        self.last_ack_s = np.zeros(0, dtype=np.float64)
+        ring = self.config.history_ticks + 4
+        self.sent_tick = np.zeros((0, ring), dtype=np.int64)
+        self.sent_cell = np.zeros((0, ring), dtype=np.int64)
         self._grow(256)
         self._ids = np.zeros(0, dtype=np.int64)  # present avatar ids, sorted
         self._free_ids: list[int] = []  # heap of ids free for reuse
@@ -407,14 +432,16 @@ class Room:
         if now_s is None:
             now_s = self.server.now_s()
         if kind == "input":
-            ack = msg["ack"]
+            ack, aid, seq = msg["ack"], avatar.id, msg["seq"]
             if ack < 0:
-                session.ack = -1  # the client lost its base: the next snapshot is full
-            elif ack != session.ack and ack in session.sent_cells:
-                if ack > session.ack:
-                    session.last_ack_s = now_s
-                session.ack = ack
-            aid, seq = avatar.id, msg["seq"]
+                self.ack_tick[aid] = -1  # the client lost its base: the next snapshot is full
+            else:
+                known = int(self.ack_tick[aid])
+                # Only a snapshot written to this client recently can be a base.
+                if ack != known and self.sent_tick[aid, ack % self.sent_tick.shape[1]] == ack:
+                    if ack > known:
+                        self.last_ack_s[aid] = now_s
+                    self.ack_tick[aid] = ack
             # Inputs are absolute claims: only the newest matters. Seq 0 is accepted once.
             newest = self.pending_seq[aid] if aid in self.pending else self.input_seq[aid]
             if seq > newest or (seq == 0 and newest == 0):
@@ -526,13 +553,15 @@ class Room:
                 next_s = loop.time()  # far behind: skip ticks rather than burst to catch up
             await asyncio.sleep(max(0.0, delay_s))
             self.metrics.tick_late_seconds.observe(max(0.0, loop.time() - next_s))
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             try:
                 self.step()
             except Exception:
                 self.metrics.exceptions.inc()
                 log.exception("tick %d of room %s failed", self.tick, self.name)
             self.metrics.tick_seconds.observe(time.perf_counter() - started)
+            # CPU time of the tick on this thread: what the tick costs, whatever else runs.
+            self.metrics.tick_cpu_seconds.observe(time.thread_time() - started_cpu)
             if self.server.collector is not None:
                 self.server.collector.after_tick()
             if self.tick % TICK_HZ == 0:
@@ -571,100 +600,113 @@ class Room:
             return
         # Each client's own avatar: its quantized state (for `you`) and the cell serving it.
         # self.sessions is keyed by avatar id; its keys come in the order of `sessions`.
-        index = np.searchsorted(ids, np.fromiter(self.sessions, np.int64, len(sessions)))
-        you_x, you_y = x_cm[index], y_cm[index]
-        cells_array = self.encoder.cells_of(you_x, you_y)
-        self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, cells_array)
-        cells = cells_array.tolist()
-        seqs = self.input_seq[ids[index]]
-        you = np.stack((you_x, you_y, yaw[index], seqs), axis=1).tolist()  # [x, y, yaw, seq]
-        tick, st = self.tick, self.server.now_s()
-        oldest = tick - self.config.history_ticks
-        keep_cells = self.config.history_ticks + 4
-        skip_bytes, max_bytes = self.config.snapshot_skip_bytes, self.config.max_buffer_bytes
-        ack_deadline = st - self.config.ack_timeout_s
-        sent = skipped = out_bytes = 0
-        pick_base = self.encoder.pick_base
-        # Pass 1: who gets a snapshot this tick, from which group (cell, base).
-        served: list[int] = []
-        keys: list[tuple[int, int]] = []
-        for i, session in enumerate(sessions):
-            try:
-                buffered = session.conn.transport.get_write_buffer_size()
-            except Exception:
-                buffered = 0
-            if buffered > skip_bytes or session.last_ack_s < ack_deadline:
-                if buffered > max_bytes:
-                    self._drop_slow(session, f"write buffer {buffered} bytes")
-                elif session.last_ack_s < ack_deadline:
-                    self._drop_slow(session, "no snapshot acked")
-                else:
-                    session.skipped += 1
-                    skipped += 1
-                continue
-            served.append(i)
-            cell = cells[i]
-            keys.append((cell, pick_base(cell, session.ack, session.sent_cells)))
-        # Pass 2: encode every group once (vectorized), then finish and write per client.
-        bodies = self.encoder.bodies(keys, bases_checked=True)
+        sids = np.fromiter(self.sessions, np.int64, len(sessions))
+        index = np.searchsorted(ids, sids)
+        cells = self.encoder.cells_of(x_cm[index], y_cm[index])
+        self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, cells)
+        tick, st, config = self.tick, self.server.now_s(), self.config
+
+        # Who takes a snapshot now: one look at each connection, then arrays.
+        state = np.fromiter((s.send_state() for s in sessions), np.int64, len(sessions))
+        stale = self.last_ack_s[sids] < st - config.ack_timeout_s
+        full = state > config.snapshot_skip_bytes
+        skipped = 0
+        for i in np.flatnonzero((state >= 0) & (stale | full)).tolist():  # rare
+            session = sessions[i]
+            if state[i] > config.max_buffer_bytes:
+                self._drop_slow(session, f"write buffer {state[i]} bytes")
+            elif stale[i]:
+                self._drop_slow(session, "no snapshot acked")
+            else:
+                session.skipped += 1
+                skipped += 1
+        served = np.flatnonzero((state >= 0) & ~stale & ~full)
+        if skipped:
+            self.metrics.snapshots_skipped.inc(skipped)
+        if not len(served):
+            return
+        served_ids, served_cells = sids[served], cells[served]
+
+        # Groups (cell, base): each body is encoded once and shared by its clients.
+        bases = self._pick_bases(served_ids, served_cells)
+        group_key = served_cells << 32 | (bases + 1)
+        keys, client_group = np.unique(group_key, return_inverse=True)
+        bodies = self.encoder.bodies(
+            [(k >> 32, (k & 0xFFFFFFFF) - 1) for k in keys.tolist()], bases_checked=True
+        )
         head = snapshot_head(tick)
-        pack = tail_packer()
+        group_heads = []
+        for body in bodies:
+            prefix = snapshot_prefix(tick, st, body, head)
+            group_heads.append(frame_header(len(prefix) + YOU_TAIL_BYTES) + prefix)
+        # Every client's frame, back to back in one buffer.
+        you = index[served]
+        tails = you_tails(x_cm[you], y_cm[you], yaw[you], self.input_seq[served_ids])
+        buf, starts, ends = frame_batch(group_heads, client_group, tails)
+
         # Frames for idle connections go to the sender thread as one batch (server/sender.py);
         # the others through the connection's transport, behind what it already holds.
         sender = self.server.sender
+        batch_rows: list[int] = []
         batch_gates: list[WriteGate] = []
-        batch_frames: list[bytes] = []
-        # Per group: the shared payload start and its length (the frame header needs the total).
-        prefixes: dict[tuple[int, int], tuple[bytes, int]] = {}
-        for i, key, body in zip(served, keys, bodies, strict=True):
+        failed = 0
+        served_state = state[served].tolist()
+        for row, i in enumerate(served.tolist()):
             session = sessions[i]
-            group = prefixes.get(key)
-            if group is None:
-                prefix = snapshot_prefix(tick, st, body, head)
-                group = prefixes[key] = (prefix, len(prefix))
-            tail = snapshot_tail(you[i], pack)
+            gate = session.gate
+            if gate is not None and sender is not None and served_state[row] == 0:
+                batch_rows.append(row)
+                batch_gates.append(gate)
+                continue
+            frame = buf[starts[row] : ends[row]].tobytes()
             if session.direct:
-                # The whole frame in one buffer and one transport write (snapshots.py).
-                conn = session.conn
-                if conn.protocol.state is not State.OPEN:
+                try:
+                    session.conn.transport.write(frame)
                     continue
-                size = group[1] + len(tail)
-                frame = b"".join((frame_header(size), group[0], tail))
-                gate = conn.transport
-                if sender is not None and type(gate) is WriteGate and gate.idle():
-                    batch_gates.append(gate)
-                    batch_frames.append(frame)
-                else:
-                    try:
-                        gate.write(frame)
-                    except Exception:  # the transport is closing; the handler will notice
-                        continue
-            else:
-                payload = group[0] + tail
-                if not write_frame(session.conn, payload):
-                    continue
-                size = len(payload)
-            sent += 1
-            out_bytes += size
-            cells_sent = session.sent_cells
-            cells_sent[tick] = key[0]
-            if len(cells_sent) > keep_cells:
-                # Ticks are inserted in increasing order, so the stale ones lead the dict.
-                stale: list[int] = []
-                for old in cells_sent:
-                    if old >= oldest:
-                        break
-                    stale.append(old)
-                for old in stale:
-                    del cells_sent[old]
-        if batch_frames:
+                except Exception:  # the transport is closing; the handler will notice
+                    pass
+            elif write_frame(session.conn, frame[_header_size(frame) :]):
+                continue
+            failed += 1
+        if batch_gates:
             assert sender is not None
-            sender.submit(batch_gates, batch_frames)
-        if sent:
-            self.metrics.snapshots_sent.inc(sent)
-            self.metrics.bytes_out.labels("snap").inc(out_bytes)
-        if skipped:
-            self.metrics.snapshots_skipped.inc(skipped)
+            rows = np.asarray(batch_rows, np.int64)
+            sender.submit(batch_gates, buf, starts[rows], ends[rows])
+        slot = tick % self.sent_tick.shape[1]
+        self.sent_tick[served_ids, slot] = tick
+        self.sent_cell[served_ids, slot] = served_cells
+        self.metrics.snapshots_sent.inc(len(served) - failed)
+        self.metrics.bytes_out.labels("snap").inc(len(buf))
+
+    def _pick_bases(self, avatar_ids: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Each client's base tick (-1: a full snapshot), as SnapshotEncoder.pick_base decides,
+        for all clients at once from the ring of snapshots written to them."""
+        ring = self.sent_tick.shape[1]
+        ack = self.ack_tick[avatar_ids]
+        # The ack must be a snapshot written to this client (every acked one is, see on_message).
+        known = (ack >= 0) & (self.sent_tick[avatar_ids, ack % ring] == ack)
+        aligned = ack - ack % self.encoder.base_stride
+        slot = aligned % ring
+        same_aligned = (
+            known
+            & (self.sent_tick[avatar_ids, slot] == aligned)
+            & (self.sent_cell[avatar_ids, slot] == cells)
+        )
+        same_ack = known & (self.sent_cell[avatar_ids, ack % ring] == cells)
+        use_aligned = self._usable(same_aligned, cells, aligned)
+        use_ack = self._usable(same_ack & ~use_aligned, cells, ack)
+        return np.where(use_aligned, aligned, np.where(use_ack, ack, -1))
+
+    def _usable(self, mask: np.ndarray, cells: np.ndarray, bases: np.ndarray) -> np.ndarray:
+        """encoder.usable_base for the masked clients, asked once per distinct (cell, base)."""
+        out = np.zeros(len(mask), dtype=bool)
+        rows = np.flatnonzero(mask)
+        if len(rows):
+            pairs, inverse = np.unique(cells[rows] << 32 | bases[rows], return_inverse=True)
+            usable = self.encoder.usable_base
+            answers = [usable(p >> 32, p & 0xFFFFFFFF) for p in pairs.tolist()]
+            out[rows] = np.asarray(answers, dtype=bool)[inverse]
+        return out
 
     def _housekeeping(self) -> None:
         now_s = self.server.now_s()
@@ -678,7 +720,11 @@ class Room:
     def _attach(
         self, conn: ServerConnection, avatar: Avatar, limits: ConnectionLimits, now_s: float
     ) -> Session:
-        session = Session(conn, avatar, limits, last_ack_s=now_s)
+        session = Session(conn, avatar, limits)
+        aid = avatar.id
+        self.ack_tick[aid] = -1
+        self.last_ack_s[aid] = now_s
+        self.sent_tick[aid] = -1  # a new connection holds none of the snapshots sent before
         avatar.session = session
         avatar.away_since_s = None
         self.sessions[avatar.id] = session
@@ -733,12 +779,13 @@ class Room:
     def _grow(self, capacity: int) -> None:
         for name in (
             "pos_m", "yaw", "pending_xy_m", "pending_yaw", "pending_seq", "pending_at_s",
-            "input_seq", "input_at_s",
+            "input_seq", "input_at_s", "ack_tick", "last_ack_s", "sent_tick", "sent_cell",
         ):  # fmt: skip
             old = getattr(self, name)
             new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
+        self.sent_tick[:] = np.where(self.sent_tick == 0, -1, self.sent_tick)  # 0 is a tick
 
     def _allocate_id(self, now_s: float) -> int:
         while self._cooling_ids and self._cooling_ids[0][0] <= now_s:

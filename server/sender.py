@@ -91,6 +91,16 @@ class WriteGate:
 
     # ------------------------------------------------------------------------ sender side
 
+    def send_state(self) -> int:
+        """Bytes waiting to be written, or -1 when no frame can be written (closing, lost).
+
+        0 means idle: a frame may go to the sender thread.
+        """
+        transport = self._transport
+        if self._lost or transport.is_closing() or (self.deferred and not self.deferred_bytes):
+            return -1
+        return transport.get_write_buffer_size() + self.inflight + self.deferred_bytes
+
     def idle(self) -> bool:
         """Nothing in flight, deferred or buffered: a frame may go to the sender thread."""
         return (
@@ -217,17 +227,22 @@ class SnapshotSender:
         sender._thread.start()
         return sender
 
-    def submit(self, gates: list[WriteGate], frames: list[bytes]) -> None:
-        """Hand over one frame per idle gate; the gates hold their other writes until done."""
-        lengths = np.fromiter(map(len, frames), np.int64, len(frames))
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        buf = np.frombuffer(b"".join(frames), np.uint8)
+    def submit(
+        self, gates: list[WriteGate], buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    ) -> None:
+        """Hand over one frame per idle gate, gate i's frame being buf[starts[i]:ends[i]];
+        the gates hold their other writes until the batch is done. `buf` must not change."""
         fds = np.fromiter((g.socket_fd() for g in gates), np.int32, len(gates))
-        for gate, size in zip(gates, lengths.tolist(), strict=True):
+        for gate, size in zip(gates, (ends - starts).tolist(), strict=True):
             gate.inflight = size
         self.in_flight += 1
-        self._queue.put((gates, frames, fds, buf, starts, ends, time.perf_counter()))
+        self._queue.put((gates, fds, buf, starts, ends, time.perf_counter()))
+
+    def submit_frames(self, gates: list[WriteGate], frames: list[bytes]) -> None:
+        """`submit` for frames as separate bytes objects."""
+        lengths = np.fromiter(map(len, frames), np.int64, len(frames))
+        ends = np.cumsum(lengths)
+        self.submit(gates, np.frombuffer(b"".join(frames), np.uint8), ends - lengths, ends)
 
     def stop(self, timeout_s: float = 2.0) -> None:
         if self._thread is not None:
@@ -242,14 +257,14 @@ class SnapshotSender:
             item = self._queue.get()
             if item is None:
                 return
-            gates, frames, fds, buf, starts, ends, submitted = item
-            sent = np.zeros(len(frames), np.int64)
+            gates, fds, buf, starts, ends, submitted = item
+            sent = np.zeros(len(gates), np.int64)
             started = time.perf_counter()
             send_batch(fds, buf, starts, ends, sent)
             done = time.perf_counter()
             try:
                 self.loop.call_soon_threadsafe(
-                    self._finish, gates, frames, sent, done - started, done - submitted
+                    self._finish, gates, buf, starts, ends, sent, done - started, done - submitted
                 )
             except RuntimeError:  # the loop is closed: the server is gone
                 return
@@ -257,19 +272,22 @@ class SnapshotSender:
     def _finish(
         self,
         gates: list[WriteGate],
-        frames: list[bytes],
+        buf: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
         sent: np.ndarray,
         send_s: float,
         total_s: float,
     ) -> None:
         self.in_flight -= 1
         partial = 0
-        for gate, frame, n in zip(gates, frames, sent.tolist(), strict=True):
-            if n == len(frame):
+        sizes, done_sizes = (ends - starts).tolist(), sent.tolist()
+        for gate, start, size, done in zip(gates, starts.tolist(), sizes, done_sizes, strict=True):
+            if done == size:
                 gate.finish(b"")
-            else:
+            else:  # -1: nothing written (a full socket, or an error the transport will report)
                 partial += 1
-                gate.finish(frame[max(n, 0) :])
+                gate.finish(buf[start + max(done, 0) : start + size].tobytes())
         self.metrics.send_seconds.observe(send_s)
         self.metrics.send_done_seconds.observe(total_s)
         if partial:

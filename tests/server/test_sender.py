@@ -57,7 +57,7 @@ def test_batches_and_other_writes_reach_each_peer_in_order_even_when_sockets_fil
             frames = [os.urandom(16_000_000 if i == 1 else 700) for i in range(len(gates))]
             idle = [g for g in gates if g.idle()]
             batch = [(g, f) for g, f in zip(gates, frames, strict=True) if g in idle]
-            sender.submit([g for g, _ in batch], [f for _, f in batch])
+            sender.submit_frames([g for g, _ in batch], [f for _, f in batch])
             for i, (gate, frame) in enumerate(zip(gates, frames, strict=True)):
                 if gate not in idle:
                     gate.write(frame)  # behind whatever the gate still holds
@@ -96,7 +96,7 @@ def test_a_close_during_a_batch_waits_until_the_frame_is_out() -> None:
         assert sender is not None
         server, (gate,), (peer,) = await connected_pairs(1)
         frame = os.urandom(16_000_000)
-        sender.submit([gate], [frame])
+        sender.submit_frames([gate], [frame])
         gate.write(b"goodbye")
         gate.close()  # must not cut the frame or the goodbye short
         assert not gate.is_closing()
