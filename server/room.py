@@ -647,17 +647,21 @@ class Room:
         # Frames for idle connections go to the sender thread as one batch (server/sender.py);
         # the others through the connection's transport, behind what it already holds.
         sender = self.server.sender
-        batch_rows: list[int] = []
-        batch_gates: list[WriteGate] = []
+        idle = state[served] == 0
+        batch_rows = np.flatnonzero(idle) if sender is not None else np.zeros(0, np.int64)
+        batch_gates = [sessions[i].gate for i in served[batch_rows].tolist()]
+        if None in batch_gates:  # connections without a gate write on their own (below)
+            has_gate = np.array([g is not None for g in batch_gates], dtype=bool)
+            batch_rows = batch_rows[has_gate]
+            batch_gates = [g for g in batch_gates if g is not None]
+        if batch_gates:
+            assert sender is not None
+            sender.submit(batch_gates, buf, starts[batch_rows], ends[batch_rows])  # type: ignore[arg-type]
+        direct_rows = np.ones(len(served), dtype=bool)
+        direct_rows[batch_rows] = False
         failed = 0
-        served_state = state[served].tolist()
-        for row, i in enumerate(served.tolist()):
-            session = sessions[i]
-            gate = session.gate
-            if gate is not None and sender is not None and served_state[row] == 0:
-                batch_rows.append(row)
-                batch_gates.append(gate)
-                continue
+        for row in np.flatnonzero(direct_rows).tolist():  # busy or gate-less connections
+            session = sessions[served[row]]
             frame = buf[starts[row] : ends[row]].tobytes()
             if session.direct:
                 try:
@@ -668,10 +672,6 @@ class Room:
             elif write_frame(session.conn, frame[_header_size(frame) :]):
                 continue
             failed += 1
-        if batch_gates:
-            assert sender is not None
-            rows = np.asarray(batch_rows, np.int64)
-            sender.submit(batch_gates, buf, starts[rows], ends[rows])
         slot = tick % self.sent_tick.shape[1]
         self.sent_tick[served_ids, slot] = tick
         self.sent_cell[served_ids, slot] = served_cells
