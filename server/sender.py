@@ -51,7 +51,7 @@ class WriteGate:
     the event loop's thread.
     """
 
-    __slots__ = ("_lost", "_transport", "deferred", "deferred_bytes", "fd", "inflight")
+    __slots__ = ("_lost", "_transport", "deferred", "deferred_bytes", "dirty", "fd", "inflight")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -60,6 +60,9 @@ class WriteGate:
         self.deferred: list[Any] = []  # bytes or a close/abort/eof marker, in order
         self.deferred_bytes = 0
         self._lost = False
+        # False only while nothing was written or changed since send_state() last found the
+        # gate idle: a tick then knows it is idle without asking the transport.
+        self.dirty = True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -67,6 +70,7 @@ class WriteGate:
     # ---------------------------------------------------------------------- transport API
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.dirty = True
         if self.inflight or self.deferred:
             self.deferred.append(bytes(data))
             self.deferred_bytes += len(data)
@@ -99,17 +103,14 @@ class WriteGate:
         transport = self._transport
         if self._lost or transport.is_closing() or (self.deferred and not self.deferred_bytes):
             return -1
-        return transport.get_write_buffer_size() + self.inflight + self.deferred_bytes
+        pending = transport.get_write_buffer_size() + self.inflight + self.deferred_bytes
+        if not pending:
+            self.dirty = False
+        return pending
 
     def idle(self) -> bool:
         """Nothing in flight, deferred or buffered: a frame may go to the sender thread."""
-        return (
-            not self.inflight
-            and not self.deferred
-            and not self._lost
-            and self._transport.get_write_buffer_size() == 0
-            and not self._transport.is_closing()
-        )
+        return self.send_state() == 0
 
     def socket_fd(self) -> int:
         if self.fd < 0:
@@ -120,6 +121,8 @@ class WriteGate:
     def finish(self, unsent: bytes) -> None:
         """The batch is done: the unsent end of the frame, then what waited, in order."""
         self.inflight = 0
+        if unsent or self.deferred:
+            self.dirty = True
         if unsent:
             self._write_now(unsent)
         deferred, self.deferred, self.deferred_bytes = self.deferred, [], 0
@@ -133,6 +136,7 @@ class WriteGate:
 
     def connection_lost(self) -> None:
         self._lost = True
+        self.dirty = True
         if not self.inflight:
             self.release()
 
@@ -152,6 +156,7 @@ class WriteGate:
             self._lost = True
 
     def _control(self, marker: object) -> None:
+        self.dirty = True
         if self.inflight or self.deferred:
             self.deferred.append(marker)
             return

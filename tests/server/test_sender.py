@@ -109,3 +109,38 @@ def test_a_close_during_a_batch_waits_until_the_frame_is_out() -> None:
         server.close()
 
     run(scenario())
+
+
+def test_a_gate_is_known_idle_only_until_something_touches_it() -> None:
+    """Ticks skip asking the transport of a gate that is not dirty: every write, control call
+    and finished batch must make it dirty again."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sender = SnapshotSender.create(loop, ServerMetrics())
+        assert sender is not None
+        server, (gate,), (peer,) = await connected_pairs(1)
+        assert gate.dirty  # never checked yet
+        assert gate.send_state() == 0 and not gate.dirty
+        gate.write(b"event")
+        assert gate.dirty
+        assert gate.send_state() == 0 and not gate.dirty  # the bytes went out at once
+        sender.submit_frames([gate], [os.urandom(16_000_000)])  # far over the socket buffers
+        assert gate.send_state() > 0
+        while sender.in_flight:
+            await asyncio.sleep(0.01)
+        assert gate.dirty  # the unsent end went to the transport
+        assert gate.send_state() > 0  # ... and is still there: the peer has not read
+        await asyncio.to_thread(read_exactly, peer, 16_000_005)
+        for _ in range(200):
+            if gate.send_state() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert not gate.dirty
+        gate.close()
+        assert gate.dirty and gate.send_state() == -1
+        peer.close()
+        sender.stop()
+        server.close()
+
+    run(scenario())
