@@ -273,6 +273,9 @@ class Room:
         self.storage = server.storage
         self.avatars: dict[int, Avatar] = {}
         self.sessions: dict[int, Session] = {}
+        # The same keys in the same order: each session's write gate (None without one), and
+        # the gate's socket descriptor by avatar id, so a tick touches few objects per client.
+        self.gates: dict[int, WriteGate | None] = {}
         self.resume_tokens: dict[str, Avatar] = {}
         self.look = self.config.default_look
         self.events = EventLog(0, self.config.event_ring)
@@ -301,6 +304,7 @@ class Room:
         ring = self.config.history_ticks + 4
         self.sent_tick = np.zeros((0, ring), dtype=np.int64)
         self.sent_cell = np.zeros((0, ring), dtype=np.int64)
+        self.gate_fd = np.zeros(0, dtype=np.int32)
         self._grow(256)
         self._ids = np.zeros(0, dtype=np.int64)  # present avatar ids, sorted
         self._free_ids: list[int] = []  # heap of ids free for reuse
@@ -607,17 +611,16 @@ class Room:
         tick, st, config = self.tick, self.server.now_s(), self.config
 
         # Who takes a snapshot now: one look at each connection, then arrays.
-        # A gate that nothing touched since it was last found idle is idle (no call needed).
+        # A gate that nothing touched since it was last found idle is idle (no call needed);
+        # the others are asked (closing sessions are marked dirty by close_session).
+        gates = list(self.gates.values())
         state = np.fromiter(
-            (
-                0
-                if (g := s.gate) is not None and not (g.dirty or g.inflight or s.closing)
-                else s.send_state()
-                for s in sessions
-            ),
+            (0 if g is not None and not (g.dirty or g.inflight) else -2 for g in gates),
             np.int64,
-            len(sessions),
+            len(gates),
         )
+        for i in np.flatnonzero(state == -2).tolist():
+            state[i] = sessions[i].send_state()
         stale = self.last_ack_s[sids] < st - config.ack_timeout_s
         full = state > config.snapshot_skip_bytes
         skipped = 0
@@ -659,14 +662,21 @@ class Room:
         sender = self.server.sender
         idle = state[served] == 0
         batch_rows = np.flatnonzero(idle) if sender is not None else np.zeros(0, np.int64)
-        batch_gates = [sessions[i].gate for i in served[batch_rows].tolist()]
+        batch_gates = [gates[i] for i in served[batch_rows].tolist()]
         if None in batch_gates:  # connections without a gate write on their own (below)
             has_gate = np.array([g is not None for g in batch_gates], dtype=bool)
             batch_rows = batch_rows[has_gate]
             batch_gates = [g for g in batch_gates if g is not None]
         if batch_gates:
             assert sender is not None
-            sender.submit(batch_gates, buf, starts[batch_rows], ends[batch_rows])  # type: ignore[arg-type]
+            batch_ids = served_ids[batch_rows]
+            sender.submit(
+                batch_gates,  # type: ignore[arg-type]
+                buf,
+                starts[batch_rows],
+                ends[batch_rows],
+                self.gate_fd[batch_ids],
+            )
         direct_rows = np.ones(len(served), dtype=bool)
         direct_rows[batch_rows] = False
         failed = 0
@@ -738,6 +748,9 @@ class Room:
         avatar.session = session
         avatar.away_since_s = None
         self.sessions[avatar.id] = session
+        self.gates[avatar.id] = session.gate
+        if session.gate is not None:
+            self.gate_fd[avatar.id] = session.gate.socket_fd()
         return session
 
     def _detach(self, session: Session) -> None:
@@ -746,11 +759,14 @@ class Room:
             avatar.session = None
             avatar.away_since_s = self.server.now_s()
             self.sessions.pop(avatar.id, None)
+            self.gates.pop(avatar.id, None)
 
     def close_session(self, session: Session, code: CloseCode, reason: str) -> None:
         if session.closing:
             return
         session.closing = True
+        if session.gate is not None:
+            session.gate.dirty = True  # ticks must look at this session again
         self.metrics.drops.labels(code.name.lower()).inc()
         self.server.close_later(session.conn, code, reason)
 
@@ -790,12 +806,14 @@ class Room:
         for name in (
             "pos_m", "yaw", "pending_xy_m", "pending_yaw", "pending_seq", "pending_at_s",
             "input_seq", "input_at_s", "ack_tick", "last_ack_s", "sent_tick", "sent_cell",
+            "gate_fd",
         ):  # fmt: skip
             old = getattr(self, name)
-            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+            # -1: no tick written, no descriptor (0 is a tick and a descriptor).
+            fill = -1 if name in ("sent_tick", "gate_fd", "ack_tick") else 0
+            new = np.full((capacity, *old.shape[1:]), fill, dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
-        self.sent_tick[:] = np.where(self.sent_tick == 0, -1, self.sent_tick)  # 0 is a tick
 
     def _allocate_id(self, now_s: float) -> int:
         while self._cooling_ids and self._cooling_ids[0][0] <= now_s:

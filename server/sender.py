@@ -233,11 +233,20 @@ class SnapshotSender:
         return sender
 
     def submit(
-        self, gates: list[WriteGate], buf: np.ndarray, starts: np.ndarray, ends: np.ndarray
+        self,
+        gates: list[WriteGate],
+        buf: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        fds: np.ndarray | None = None,
     ) -> None:
         """Hand over one frame per idle gate, gate i's frame being buf[starts[i]:ends[i]];
-        the gates hold their other writes until the batch is done. `buf` must not change."""
-        fds = np.fromiter((g.socket_fd() for g in gates), np.int32, len(gates))
+        the gates hold their other writes until the batch is done. `buf` must not change.
+
+        `fds` (int32) may carry each gate's `socket_fd()`, as the caller already knows it.
+        """
+        if fds is None:
+            fds = np.fromiter((g.socket_fd() for g in gates), np.int32, len(gates))
         for gate, size in zip(gates, (ends - starts).tolist(), strict=True):
             gate.inflight = size
         self.in_flight += 1
