@@ -120,11 +120,11 @@ def histogram_quantiles(m0: dict, m1: dict, name: str, qs: tuple[float, ...]) ->
 # ----------------------------------------------------------------------------- processes
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(data_dir: Path, checkout: Path = REPO) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "neonbar", "server", "--open", "--port", "0",
          "--data", str(data_dir)],
-        cwd=REPO,
+        cwd=checkout,
         stdout=subprocess.PIPE,
         stderr=open(data_dir / "server.log", "w"),  # noqa: SIM115 - lives as long as the server
         text=True,
@@ -187,12 +187,17 @@ def start_workers(
 
 
 def measure_ours(
-    n: int, measure_s: float, ramp_timeout_s: float, clients: str, nice: int = 0
+    n: int,
+    measure_s: float,
+    ramp_timeout_s: float,
+    clients: str,
+    nice: int = 0,
+    checkout: Path = REPO,
 ) -> dict[str, Any]:
     # Two cores in all and the server needs one: raw clients fit in one process.
     processes = 1 if n <= 200 or clients == "raw" else 2
     with tempfile.TemporaryDirectory(prefix="neonbar-load-") as tmp:
-        server, url = start_server(Path(tmp))
+        server, url = start_server(Path(tmp), checkout)
         http_url = url.replace("ws://", "http://")
         # Workers run until told to stop (SIGTERM below); the duration is only a backstop.
         workers = start_workers(url, n, processes, ramp_timeout_s + measure_s + 120, clients, nice)
@@ -291,6 +296,7 @@ def measure_ours(
         "bot_processes": processes,
         "clients": clients,
         "load_nice": nice,
+        "server_checkout": str(checkout),
     }
 
 
@@ -735,6 +741,13 @@ def main(argv: list[str] | None = None) -> int:
         help="load generator: minimal protocol clients (default) or client/bots.py light bots",
     )
     parser.add_argument("--json", default=None, metavar="FILE", help="write raw figures here")
+    parser.add_argument(
+        "--server-checkout",
+        default=str(REPO),
+        metavar="DIR",
+        help="run the server from this checkout (e.g. `git worktree add` of an older commit) "
+        "to compare servers under the same load",
+    )
     # worker mode (internal)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--server", default=None, help=argparse.SUPPRESS)
@@ -759,7 +772,12 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for k in range(args.runs):
             result = measure_ours(
-                n, args.measure_s, args.ramp_timeout_s, args.clients, args.load_nice
+                n,
+                args.measure_s,
+                args.ramp_timeout_s,
+                args.clients,
+                args.load_nice,
+                Path(args.server_checkout).resolve(),
             )
             print(f"# {n} avatars, run {k + 1}: {json.dumps(result)}", flush=True)
             runs.append(result)
