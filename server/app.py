@@ -442,6 +442,10 @@ async def serve_forever(
     server.collector = TickCollector(server.metrics)
     bound_host, bound_port = await server.start(host, port)
     server.collector.install()
+    log.info(
+        "snapshot frames written %s; garbage collected between ticks",
+        "by a sender thread" if server.sender is not None else "on the event loop",
+    )
     if on_listening is not None:
         on_listening(bound_host, bound_port)
     try:
