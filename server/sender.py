@@ -274,7 +274,11 @@ class SnapshotSender:
             gates, fds, buf, starts, ends, submitted = item
             sent = np.zeros(len(gates), np.int64)
             started = time.perf_counter()
-            send_batch(fds, buf, starts, ends, sent)
+            try:
+                send_batch(fds, buf, starts, ends, sent)
+            except Exception:  # never leave gates waiting: the event loop writes it all
+                log.exception("sender thread: a batch failed; writing it from the event loop")
+                sent[:] = -1
             done = time.perf_counter()
             try:
                 self.loop.call_soon_threadsafe(
@@ -297,11 +301,15 @@ class SnapshotSender:
         partial = 0
         sizes, done_sizes = (ends - starts).tolist(), sent.tolist()
         for gate, start, size, done in zip(gates, starts.tolist(), sizes, done_sizes, strict=True):
-            if done == size:
-                gate.finish(b"")
-            else:  # -1: nothing written (a full socket, or an error the transport will report)
-                partial += 1
-                gate.finish(buf[start + max(done, 0) : start + size].tobytes())
+            try:
+                if done == size:
+                    gate.finish(b"")
+                else:  # -1: nothing written (a full socket, or an error the transport reports)
+                    partial += 1
+                    gate.finish(buf[start + max(done, 0) : start + size].tobytes())
+            except Exception:  # one broken connection must not strand the rest of the batch
+                log.exception("finishing a snapshot write failed")
+                gate.inflight = 0
         self.metrics.send_seconds.observe(send_s)
         self.metrics.send_done_seconds.observe(total_s)
         if partial:
