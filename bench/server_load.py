@@ -2,12 +2,17 @@
 
     .venv/bin/python bench/server_load.py [--counts 100,500,1000] [--runs 3] [--measure-s 10]
 
-For each N it starts `neonbar server --open` on 127.0.0.1 (a fresh data dir), connects N light
-bots (client/bots.py in `light` mode: real protocol, no interpolation) from 1-2 worker processes,
+For each N it starts `neonbar server --open` on 127.0.0.1 (a fresh data dir; `--server-checkout`
+runs another checkout's server), connects N clients (a minimal raw-protocol client, or with
+`--clients fleet` client/bots.py's light bots) from 1-2 worker processes at nice 10
+(`--load-nice`: the load stands in for clients on other machines),
 waits until all are in, then measures over a fixed window from the server's own /metrics:
 
 * tick duration p50/p99: `neonbar_tick_seconds` histogram (difference of two scrapes; quantiles
   interpolated inside the buckets, plus the share of ticks at or under 25 ms, a bucket edge);
+  also the ticks' CPU time (`neonbar_tick_cpu_seconds`), how late they started
+  (`neonbar_tick_late_seconds`) and how long the sender thread took to write each tick's
+  frames (`neonbar_send_done_seconds`);
 * server CPU: utime + stime of the server process from /proc/<pid>/stat;
 * downstream bytes/s per client: `neonbar_bytes_out` (every frame kind) / clients / window;
 * share of snapshots delivered: `neonbar_snapshots_sent` / (ticks x clients).
@@ -662,6 +667,9 @@ def summarize(runs: list[dict[str, Any]], baseline_bps: float) -> dict[str, Any]
         "tick_p50_ms": median([r["tick"].get("p50_ms") for r in runs]),
         "tick_p99_ms": median([r["tick"].get("p99_ms") for r in runs]),
         "tick_share_le_25ms": median([r["tick"].get("share_le_25ms") for r in runs]),
+        "tick_cpu_p99_ms": median([r.get("tick_cpu", {}).get("p99_ms") for r in runs]),
+        "tick_late_p99_ms": median([r.get("tick_late", {}).get("p99_ms") for r in runs]),
+        "send_done_p99_ms": median([r.get("send_done", {}).get("p99_ms") for r in runs]),
         "server_cpu": median([r["server_cpu"] for r in runs]),
         "server_cpu_ms_per_tick": median([r["server_cpu_ms_per_tick"] for r in runs]),
         "loadavg": median([max(r["loadavg_1min"]) for r in runs]),
@@ -687,15 +695,17 @@ def summarize(runs: list[dict[str, Any]], baseline_bps: float) -> dict[str, Any]
 
 def print_table(rows: list[dict[str, Any]], measured_baseline: dict[str, Any]) -> None:
     print(
-        "| avatars | tick p50 ms | tick p99 ms | ticks <= 25 ms | ticks/s | server CPU "
+        "| avatars | tick p50 ms | tick p99 ms | ticks <= 25 ms | tick CPU p99 ms "
+        "| late p99 ms | send done p99 ms | ticks/s | server CPU "
         "| server CPU ms/tick | bot CPU | load avg | B/s per client | same at 20 Hz "
         "| snapshots delivered | JSON baseline B/s | ratio at 20 Hz |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:" * 17 + "|")
     for r in rows:
         print(
             f"| {r['avatars']} | {r['tick_p50_ms']} | {r['tick_p99_ms']} "
-            f"| {r['tick_share_le_25ms']} | {r['ticks_per_s']} | {r['server_cpu']} "
+            f"| {r['tick_share_le_25ms']} | {r['tick_cpu_p99_ms']} | {r['tick_late_p99_ms']} "
+            f"| {r['send_done_p99_ms']} | {r['ticks_per_s']} | {r['server_cpu']} "
             f"| {r['server_cpu_ms_per_tick']} | {r['bots_cpu']} | {r['loadavg']} "
             f"| {r['bytes_per_s_per_client']} | {r['bytes_per_s_per_client_at_20hz']} "
             f"| {r['snapshots_delivered']} "
