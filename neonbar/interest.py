@@ -249,26 +249,52 @@ class SnapshotEncoder:
 
     # ----------------------------------------------------------------------------- encode
 
-    def pick_base(self, cell: int, ack: int, sent_cells: dict[int, int]) -> int:
-        """The base tick for a client served by `cell` now, or -1 for a full snapshot.
+    @property
+    def sent_slots(self) -> int:
+        """Slots of the ring a caller keeps per client for `pick_bases` (tick % slots)."""
+        return self.history_ticks + 4
+
+    def pick_bases(
+        self,
+        cells: np.ndarray,
+        acks: np.ndarray,
+        sent_tick: np.ndarray,
+        sent_cell: np.ndarray,
+    ) -> np.ndarray:
+        """Each client's base tick (-1: a full snapshot), for many clients at once.
 
         Args:
-            ack: the newest snapshot tick the client acknowledged (-1: none).
-            sent_cells: tick -> cell, for every snapshot written to this connection recently.
+            cells: the cell serving each client now.
+            acks: the newest snapshot tick each client acknowledged (-1: none).
+            sent_tick, sent_cell: (clients, `sent_slots`) rings of the snapshots written to each
+                client: slot t % sent_slots holds tick t (-1: none) and the cell that served it.
 
         Snapshots travel in order on one connection, so a client that acknowledged `ack` also
         holds every snapshot written before it. Rounding the base down to a multiple of
         `base_stride` lets clients of a cell whose acks differ by a tick or two share one
         encoded body.
         """
-        if ack < 0 or ack not in sent_cells:
-            return -1
-        aligned = ack - ack % self.base_stride
-        if sent_cells.get(aligned) == cell and self.usable_base(cell, aligned):
-            return aligned
-        if sent_cells[ack] == cell and self.usable_base(cell, ack):
-            return ack
-        return -1
+        rows = np.arange(len(cells))
+        slots = sent_tick.shape[1]
+        # The ack must be a snapshot written to this client.
+        known = (acks >= 0) & (sent_tick[rows, acks % slots] == acks)
+        aligned = acks - acks % self.base_stride
+        slot = aligned % slots
+        same_aligned = known & (sent_tick[rows, slot] == aligned) & (sent_cell[rows, slot] == cells)
+        same_ack = known & (sent_cell[rows, acks % slots] == cells)
+        use_aligned = self._usable_mask(same_aligned, cells, aligned)
+        use_ack = self._usable_mask(same_ack & ~use_aligned, cells, acks)
+        return np.where(use_aligned, aligned, np.where(use_ack, acks, -1))
+
+    def _usable_mask(self, mask: np.ndarray, cells: np.ndarray, bases: np.ndarray) -> np.ndarray:
+        """usable_base for the masked clients, asked once per distinct (cell, base)."""
+        out = np.zeros(len(mask), dtype=bool)
+        rows = np.flatnonzero(mask)
+        if len(rows):
+            pairs, inverse = np.unique(cells[rows] << 32 | bases[rows], return_inverse=True)
+            answers = [self.usable_base(p >> 32, p & 0xFFFFFFFF) for p in pairs.tolist()]
+            out[rows] = np.asarray(answers, dtype=bool)[inverse]
+        return out
 
     def usable_base(self, cell: int, base: int) -> bool:
         """True when a delta against `base` is possible for a client served by `cell` at both."""
@@ -288,7 +314,7 @@ class SnapshotEncoder:
     def body(self, cell: int, base: int = -1) -> SnapshotBody:
         """The shared snapshot body for clients served by `cell` whose base is `base`.
 
-        `base` should come from `pick_base`; a base that is not usable gives a full snapshot.
+        `base` should come from `pick_bases`; a base that is not usable gives a full snapshot.
         """
         return self.bodies([(cell, base)])[0]
 
@@ -299,7 +325,7 @@ class SnapshotEncoder:
 
         Args:
             keys: (cell, base) per client.
-            bases_checked: every base came from `pick_base` this tick (skips re-checking).
+            bases_checked: every base came from `pick_bases` this tick (skips re-checking).
         """
         todo: dict[tuple[int, int], None] = {}  # ordered set of groups not encoded yet
         if bases_checked:

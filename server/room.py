@@ -299,7 +299,7 @@ class Room:
         # of the recent snapshots written (slot tick % ring: that tick and the cell it served).
         self.ack_tick = np.zeros(0, dtype=np.int64)
         self.last_ack_s = np.zeros(0, dtype=np.float64)
-        ring = self.config.history_ticks + 4
+        ring = self.encoder.sent_slots
         self.sent_tick = np.zeros((0, ring), dtype=np.int64)
         self.sent_cell = np.zeros((0, ring), dtype=np.int64)
         self.gate_fd = np.zeros(0, dtype=np.int32)
@@ -640,7 +640,12 @@ class Room:
         served_ids, served_cells = sids[served], cells[served]
 
         # Groups (cell, base): each body is encoded once and shared by its clients.
-        bases = self._pick_bases(served_ids, served_cells)
+        bases = self.encoder.pick_bases(
+            served_cells,
+            self.ack_tick[served_ids],
+            self.sent_tick[served_ids],
+            self.sent_cell[served_ids],
+        )
         group_key = served_cells << 32 | (bases + 1)
         keys, client_group = np.unique(group_key, return_inverse=True)
         bodies = self.encoder.bodies(
@@ -696,36 +701,6 @@ class Room:
         self.sent_cell[served_ids, slot] = served_cells
         self.metrics.snapshots_sent.inc(len(served) - failed)
         self.metrics.bytes_out.labels("snap").inc(len(buf))
-
-    def _pick_bases(self, avatar_ids: np.ndarray, cells: np.ndarray) -> np.ndarray:
-        """Each client's base tick (-1: a full snapshot), as SnapshotEncoder.pick_base decides,
-        for all clients at once from the ring of snapshots written to them."""
-        ring = self.sent_tick.shape[1]
-        ack = self.ack_tick[avatar_ids]
-        # The ack must be a snapshot written to this client (every acked one is, see on_message).
-        known = (ack >= 0) & (self.sent_tick[avatar_ids, ack % ring] == ack)
-        aligned = ack - ack % self.encoder.base_stride
-        slot = aligned % ring
-        same_aligned = (
-            known
-            & (self.sent_tick[avatar_ids, slot] == aligned)
-            & (self.sent_cell[avatar_ids, slot] == cells)
-        )
-        same_ack = known & (self.sent_cell[avatar_ids, ack % ring] == cells)
-        use_aligned = self._usable(same_aligned, cells, aligned)
-        use_ack = self._usable(same_ack & ~use_aligned, cells, ack)
-        return np.where(use_aligned, aligned, np.where(use_ack, ack, -1))
-
-    def _usable(self, mask: np.ndarray, cells: np.ndarray, bases: np.ndarray) -> np.ndarray:
-        """encoder.usable_base for the masked clients, asked once per distinct (cell, base)."""
-        out = np.zeros(len(mask), dtype=bool)
-        rows = np.flatnonzero(mask)
-        if len(rows):
-            pairs, inverse = np.unique(cells[rows] << 32 | bases[rows], return_inverse=True)
-            usable = self.encoder.usable_base
-            answers = [usable(p >> 32, p & 0xFFFFFFFF) for p in pairs.tolist()]
-            out[rows] = np.asarray(answers, dtype=bool)[inverse]
-        return out
 
     def _housekeeping(self) -> None:
         now_s = self.server.now_s()

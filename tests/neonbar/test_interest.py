@@ -103,7 +103,9 @@ def run_session(
     )
     views = [ReferenceClient() for _ in range(clients)]
     cells = [int(rng.integers(0, encoder.cols * encoder.rows)) for _ in range(clients)]
-    sent_cells: list[dict[int, int]] = [{} for _ in range(clients)]
+    # Rings of the snapshots written to each client, as the server keeps them.
+    sent_tick = np.full((clients, encoder.sent_slots), -1, dtype=np.int64)
+    sent_cell = np.full((clients, encoder.sent_slots), -1, dtype=np.int64)
     acks = [-1] * clients
     received: list[list[int]] = [[] for _ in range(clients)]
     checked = 0
@@ -116,7 +118,14 @@ def run_session(
         encoder.begin_tick(tick, ids, x, y, yaw, cells)
         # Skipped: a slow client's snapshot, or one lost with a dropped connection.
         served = [c for c in range(clients) if rng.random() >= 0.15]
-        keys = [(cells[c], encoder.pick_base(cells[c], acks[c], sent_cells[c])) for c in served]
+        rows = np.array(served, dtype=np.int64)
+        picked = encoder.pick_bases(
+            np.array([cells[c] for c in served], dtype=np.int64),
+            np.array([acks[c] for c in served], dtype=np.int64),
+            sent_tick[rows],
+            sent_cell[rows],
+        )
+        keys = [(cells[c], int(base)) for c, base in zip(served, picked.tolist(), strict=True)]
         bodies = (
             encoder.bodies(keys, bases_checked=True)
             if rng.random() < 0.7
@@ -125,7 +134,8 @@ def run_session(
         for c, (cell, base), body in zip(served, keys, bodies, strict=True):
             view = views[c]
             assert body.base == base
-            sent_cells[c][tick] = cell
+            sent_tick[c, tick % encoder.sent_slots] = tick
+            sent_cell[c, tick % encoder.sent_slots] = cell
             got = view.apply(tick, body.base, body.d, body.a)
             received[c].append(tick)
             sent_ids = set(unpack_delta(body.d)[0].tolist()) | set(
