@@ -19,17 +19,25 @@ system-deps:
 	ldconfig -p | grep -q 'libEGL_mesa.so' || missing=yes; \
 	{ command -v fc-list >/dev/null && fc-list :lang=zh | grep -q . ; } || missing=yes; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
-	  echo "installing system packages: $(APT_PACKAGES)"; \
+	  echo "[0/3] system packages: $(APT_PACKAGES)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $(APT_PACKAGES); \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
 
+# The set-up output is one line per step; pip's own output goes to .venv/pip.log (shown on failure).
 $(STAMP): pyproject.toml constraints.txt
 	@$(MAKE) --no-print-directory system-deps
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
-	touch $@
+	@echo "[1/3] virtual environment $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "[2/3] pip"
+	@$(BIN)/python -m pip install -qq --upgrade "pip>=24"
+	@echo "[3/3] neonbar and its pinned dependencies (constraints.txt; first time: a few minutes)"
+	@$(BIN)/python -m pip install -qq -c constraints.txt -e ".[dev]" >$(VENV)/pip.log 2>&1 \
+	  || { cat $(VENV)/pip.log >&2; echo "set-up failed: pip could not install (above)" >&2; exit 1; }
+	@$(BIN)/python -c "import neonbar, panda3d, av, mediapipe, torch" 2>/dev/null \
+	  || { echo "set-up failed: the venv cannot import its packages (see above)" >&2; exit 1; }
+	@touch $@
 
 demo: $(STAMP)
 	$(BIN)/neonbar demo
