@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -52,3 +53,35 @@ def test_user_error_exits_2_with_a_sentence(monkeypatch, capsys) -> None:
     monkeypatch.setattr("importlib.import_module", lambda name: type("M", (), {"nothing": broken}))
     assert main(["lut", "apply", "a", "b", "c"]) == 2
     assert "the room name is too long" in capsys.readouterr().err
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += _all_parsers(child)
+    return found
+
+
+def test_every_option_has_help_text() -> None:
+    missing = [
+        f"{p.prog} {'/'.join(a.option_strings) or a.dest}"
+        for p in _all_parsers(build_parser())
+        for a in p._actions
+        if not isinstance(a, argparse._SubParsersAction | argparse._HelpAction) and not a.help
+    ]
+    assert missing == []
+
+
+def test_output_cut_short_by_the_reader_is_not_a_traceback(tmp_path) -> None:
+    # `neonbar invite … | head -0`: the reader has closed the pipe before anything is written.
+    cmd = [sys.executable, "-m", "neonbar", "invite", "--room", "r", "--role", "host"]
+    proc = subprocess.Popen(
+        [*cmd, "--data", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 0
+    assert "Traceback" not in err
