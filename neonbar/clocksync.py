@@ -6,7 +6,13 @@ with its own clock. For one exchange sent at local t0 and received at t1 the ser
 
     offset = st - (t0 + t1) / 2            error <= rtt / 2
 
-so the sample with the smallest round trip carries the tightest bound. Over a sliding window the
+so the sample with the smallest round trip carries the tightest bound. With NTP's four
+timestamps (client send t0, server receive t1, server send t2, client receive t3) the same holds
+with the server's own processing time taken out of the delay:
+
+    offset = ((t1 - t0) + (t2 - t3)) / 2   delay = (t3 - t0) - (t2 - t1)   error <= delay / 2
+
+`pong{ct, st}` is the special case t1 = t2 = st. Over a sliding window the
 minimum-RTT sample is the estimate; queueing delay only ever adds to the RTT, so jitter is
 filtered out instead of averaged in. The window slides so that slow clock drift is followed.
 
@@ -18,20 +24,41 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+# A server clock that jumps (a restarted server counts from zero again) makes a new sample's
+# offset interval [offset - rtt/2, offset + rtt/2] miss the best one's by far more than clock
+# skew could (100 ppm over a 16 s window is 1.6 ms): past this gap the window starts over.
+EPOCH_GAP_S = 0.05
+# Pings right after connecting, then one per interval: a late joiner has a minimum-delay sample
+# of eight within ~0.5 s instead of one per second.
+BURST_PINGS = 8
+BURST_INTERVAL_S = 0.06
+
 
 @dataclass(frozen=True)
 class ClockSample:
     sent_local_s: float
     received_local_s: float
-    server_s: float
+    server_s: float  # server receive time (t1)
+    server_sent_s: float | None = None  # server send time (t2); None: same as server_s
+
+    @property
+    def server_hold_s(self) -> float:
+        return 0.0 if self.server_sent_s is None else self.server_sent_s - self.server_s
 
     @property
     def rtt_s(self) -> float:
-        return self.received_local_s - self.sent_local_s
+        """The network delay: round trip minus the server's own processing time."""
+        return self.received_local_s - self.sent_local_s - self.server_hold_s
 
     @property
     def offset_s(self) -> float:
-        return self.server_s - (self.sent_local_s + self.received_local_s) / 2
+        server_mid_s = self.server_s + self.server_hold_s / 2
+        return server_mid_s - (self.sent_local_s + self.received_local_s) / 2
+
+
+def ping_interval_s(pings_sent: int, interval_s: float = 1.0) -> float:
+    """Seconds to wait after the `pings_sent`-th ping of a connection before the next one."""
+    return BURST_INTERVAL_S if pings_sent < BURST_PINGS else interval_s
 
 
 class ClockSync:
@@ -77,10 +104,26 @@ class ClockSync:
 
     def add_sample(self, sent_local_s: float, server_s: float, received_local_s: float) -> None:
         """Record one ping/pong exchange (times in seconds)."""
-        if received_local_s < sent_local_s:
+        self.add_exchange(sent_local_s, server_s, server_s, received_local_s)
+
+    def add_exchange(
+        self, t0_local_s: float, t1_server_s: float, t2_server_s: float, t3_local_s: float
+    ) -> None:
+        """Record one four-timestamp exchange: sent, server received, server sent, received."""
+        if t3_local_s < t0_local_s or t2_server_s < t1_server_s:
             return  # a pong for a ping from an older clock epoch: meaningless
-        sample = ClockSample(sent_local_s, received_local_s, server_s)
+        sample = ClockSample(t0_local_s, t3_local_s, t1_server_s, t2_server_s)
+        if sample.rtt_s < 0:
+            return
         first = not self._samples
+        if self._samples:
+            best = min(self._samples, key=lambda s: s.rtt_s)
+            gap_s = abs(sample.offset_s - best.offset_s) - (sample.rtt_s + best.rtt_s) / 2
+            if gap_s > EPOCH_GAP_S:
+                # The server clock jumped: old samples mean nothing (the change itself is still
+                # slewed when small, applied at once when large).
+                self._samples.clear()
+        received_local_s = t3_local_s
         self._samples.append(sample)
         self.last_rtt_s = sample.rtt_s
         best = min(self._samples, key=lambda s: s.rtt_s)
