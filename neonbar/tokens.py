@@ -7,6 +7,12 @@ tokens offline (`neonbar invite`), and the server needs no table of issued invit
 
 The secret comes from the environment (NEONBAR_SECRET) or `<data>/secret.key`, created with mode
 0600 the first time it is needed.
+
+A resume token (`welcome.resume`) is signed the same way, so it survives a server restart: 26
+bytes, base64url (35 characters, no dot): the avatar id (2 bytes, big-endian), the avatar's
+nonce (8 random bytes) and the first 16 bytes of HMAC-SHA256 over those 10 bytes and the room's
+name. The server keeps the nonce with the avatar (server/storage.py), so a token of an avatar
+that has left, or of an id given to someone else since, admits nobody.
 """
 
 from __future__ import annotations
@@ -135,6 +141,56 @@ def verify(secret: bytes, token: str, now_s: float | None = None) -> Invite:
     if now_s >= invite.expires_s:
         raise TokenError(CloseCode.TOKEN_EXPIRED, "invite token has expired")
     return invite
+
+
+# ------------------------------------------------------------------------------ resume tokens
+
+RESUME_NONCE_BYTES = 8
+_RESUME_MAC_BYTES = 16
+_RESUME_BYTES = 2 + RESUME_NONCE_BYTES + _RESUME_MAC_BYTES
+
+
+@dataclass(frozen=True)
+class ResumeClaim:
+    """What a resume token says once its signature checks: which avatar of the room, and the
+    nonce that avatar must still have."""
+
+    avatar: int
+    nonce: str  # hex
+
+
+def new_resume_nonce() -> str:
+    return secrets.token_hex(RESUME_NONCE_BYTES)
+
+
+def _resume_mac(secret: bytes, room: str, body: bytes) -> bytes:
+    message = b"neonbar-resume\x00" + room.encode("utf-8") + b"\x00" + body
+    return hmac.new(secret, message, hashlib.sha256).digest()[:_RESUME_MAC_BYTES]
+
+
+def mint_resume(secret: bytes, room: str, avatar: int, nonce: str) -> str:
+    """The resume token of avatar `avatar` (0-65535) in `room`, bound to its `nonce` (hex)."""
+    raw_nonce = bytes.fromhex(nonce)
+    if not 0 <= avatar <= 0xFFFF or len(raw_nonce) != RESUME_NONCE_BYTES:
+        raise ValueError("avatar must be 0-65535 and nonce 8 bytes of hex")
+    body = avatar.to_bytes(2, "big") + raw_nonce
+    return _b64encode(body + _resume_mac(secret, room, body))
+
+
+def read_resume(secret: bytes, room: str, token: object) -> ResumeClaim | None:
+    """The claim of a resume token signed for `room`, or None (forged, other room, garbage)."""
+    if not isinstance(token, str) or len(token) != 35:
+        return None
+    try:
+        raw = _b64decode(token)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != _RESUME_BYTES:
+        return None
+    body, mac = raw[:-_RESUME_MAC_BYTES], raw[-_RESUME_MAC_BYTES:]
+    if not hmac.compare_digest(mac, _resume_mac(secret, room, body)):
+        return None
+    return ResumeClaim(int.from_bytes(body[:2], "big"), body[2:].hex())
 
 
 # ------------------------------------------------------------------------------- join links
