@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -143,6 +144,8 @@ class NeonBarApp:
     capture: Any = None
     done: bool = False
     you: int | None = None
+    # The clock animations, toasts and captures run on; a replay hands in its virtual clock.
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         # Imported here, not at the top: `neonbar client` must set Panda3D's prc variables
@@ -157,7 +160,7 @@ class NeonBarApp:
         self.world = World(self.base, self.layout).build()
         self.crowd = Crowd(self.base)
         self.world.reflect(self.crowd.root)
-        self.hud = Hud(self.base, self._send)
+        self.hud = Hud(self.base, self._send, clock=self.clock)
         self.camera = CameraRig(self.base, self.layout)
         sx, sy = self.layout.spawn
         self.motion = LocalMotion(
@@ -194,7 +197,7 @@ class NeonBarApp:
         self._load_sound()
         self.base.taskMgr.add(self._frame, "neonbar-frame", sort=TASK_SORT)
         self.base.taskMgr.add(self._after_draw, "neonbar-capture", sort=CAPTURE_SORT)
-        self._t0 = time.monotonic()
+        self._t0 = self.clock()
 
     # ------------------------------------------------------------------------------ pieces
 
@@ -426,7 +429,7 @@ class NeonBarApp:
     # ---------------------------------------------------------------------------- frame
 
     def _now(self) -> float:
-        return time.monotonic() - getattr(self, "_t0", time.monotonic())
+        return self.clock() - getattr(self, "_t0", self.clock())
 
     def _frame(self, task: Any) -> int:
         dt = self.base.clock.getDt()
@@ -535,7 +538,7 @@ class NeonBarApp:
 
     def _after_draw(self, task: Any) -> int:
         if self.capture is not None:
-            self.capture.update(time.monotonic())
+            self.capture.update(self.clock())
         return task.cont
 
     # ---------------------------------------------------------------------------- teardown

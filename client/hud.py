@@ -94,6 +94,7 @@ class Hud:
     _menu_row: int = 0
     _toast_until: float = 0.0
     _chat_closed_at: float = 0.0
+    clock: Callable[[], float] = time.monotonic  # a replay runs toasts on its virtual clock
 
     def __post_init__(self) -> None:
         _loader[0] = self.base.loader
@@ -171,10 +172,10 @@ class Hud:
 
     def show_toast(self, text: str, seconds: float = 3.0) -> None:
         self.toast.setText(text)
-        self._toast_until = time.monotonic() + seconds
+        self._toast_until = self.clock() + seconds
 
     def update(self) -> None:
-        if self._toast_until and time.monotonic() > self._toast_until:
+        if self._toast_until and self.clock() > self._toast_until:
             self.toast.setText("")
             self._toast_until = 0.0
 
@@ -182,7 +183,7 @@ class Hud:
 
     def open_chat(self) -> None:
         # The Enter that sent a line must not reopen the box it just closed.
-        if self.menu_open or time.monotonic() - self._chat_closed_at < 0.25:
+        if self.menu_open or self.clock() - self._chat_closed_at < 0.25:
             return
         self.typing = True
         self.entry.show()
@@ -200,7 +201,7 @@ class Hud:
 
     def close_chat(self) -> None:
         if self.typing:
-            self._chat_closed_at = time.monotonic()
+            self._chat_closed_at = self.clock()
         self.typing = False
         self.entry["focus"] = 0
         self.entry.enterText("")
