@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--calibrate", action="store_true", help="20-second calibration (neutral, smile, surprise)"
     )
+    p.add_argument(
+        "--data", default=None, help="client data directory (calibration; default ~/.local/share)"
+    )
 
     p = sub.add_parser("export", help="export a room's beats for the edit")
     p.add_argument("--data", default="data", help="the server's data directory")
