@@ -176,7 +176,7 @@ class Reactor(threading.Thread):
         self.outbox: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self.stats = Stats()
         self.error: str | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._running = threading.Event()
         self._running.set()
         self._next_emit_s = 0.0
@@ -194,7 +194,7 @@ class Reactor(threading.Thread):
             self._running.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._running.set()
 
     def run(self) -> None:
@@ -209,11 +209,11 @@ class Reactor(threading.Thread):
         self.stats.started_s = time.monotonic()
         frames = None
         live = bool(getattr(self.source, "live", False))
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             if frames is None:
                 frames = iter(self.source.frames())  # type: ignore[attr-defined]
             for t_s, rgb in frames:
-                if self._stop.is_set():
+                if self._halt.is_set():
                     return
                 if not self._running.is_set():
                     break
@@ -225,7 +225,7 @@ class Reactor(threading.Thread):
                 self.source.close()  # type: ignore[attr-defined]
                 frames = None
             self._running.wait()
-            if self._stop.is_set():
+            if self._halt.is_set():
                 return
             if live:
                 self.source.open()  # type: ignore[attr-defined]
