@@ -142,6 +142,7 @@ class NeonBarApp:
     quality: str = "medium"
     post: bool = True
     capture: Any = None
+    watch_options: Any = None  # client.watch.WatchOptions: media cache, --playback-log
     done: bool = False
     you: int | None = None
     # The clock animations, toasts and captures run on; a replay hands in its virtual clock.
@@ -186,6 +187,7 @@ class NeonBarApp:
             menu_key=self.hud.menu_key,
         )
         self.postchain = self._make_post() if self.post else None
+        self.watch = self._make_watch()
         self._collision_debug: Any = None
         self._clink: Any = None
         self._last_people = 0.0
@@ -321,8 +323,28 @@ class NeonBarApp:
 
     # ---------------------------------------------------------------------------- events
 
+    def _make_watch(self) -> Any:
+        """The scene on the big screen and the timeline strip (client/watch.py)."""
+        from client.watch import Watch
+
+        session = self.session
+        return Watch(
+            self.base, self.world, self.layout,
+            send=self._send,
+            server_time=session.server_time if session is not None else self.clock,
+            clock=self.clock,
+            role=lambda: session.role if session is not None else "host",
+            toast=self.hud.show_toast,
+            captured=lambda: self.hud.captures_keys,
+            options=self.watch_options,
+        )  # fmt: skip
+
     def _handle(self, msg: dict[str, Any]) -> None:
         t = msg.get("t")
+        if t == "welcome":
+            self.watch.on_welcome(msg)
+        elif t == "event":
+            self.watch.on_event(msg)
         now = self._now()
         if t == "welcome":
             self._on_welcome(msg)
@@ -464,6 +486,7 @@ class NeonBarApp:
             if self.hud.hint.text != hint:
                 self.hud.hint.setText(hint)
         self._update_status(now)
+        self.watch.update()
         self.world.update(now)
         self.hud.update()
         return task.cont
@@ -559,6 +582,7 @@ class NeonBarApp:
             except Exception:
                 log.debug("post chain cleanup failed", exc_info=True)
         self.controls.release()
+        self.watch.destroy()
         self.hud.destroy()
         self._clink_path.unlink(missing_ok=True)
 
@@ -598,7 +622,16 @@ def run(args: Any) -> int:
 
     session = NetSession(args.server, args.room, name, token=args.token, color=color_for(name))
     base = make_showbase(offscreen, tuple(args.size), f"Neon Bar — {args.room or 'lobby'}")
-    app = NeonBarApp(base, session, name=name, look=args.look, quality=args.quality)
+    from client.watch import WatchOptions
+
+    watch = WatchOptions(
+        server_url=session.session.server_url, room=session.session.room,
+        token=session.session.token,
+        data_dir=Path(args.data) if args.data else None,
+        playback_log=Path(args.playback_log) if args.playback_log else None,
+    )  # fmt: skip
+    app = NeonBarApp(base, session, name=name, look=args.look, quality=args.quality,
+                     watch_options=watch)  # fmt: skip
     capture.base = base
     capture.on_done = app.stop
     app.capture = capture if capture_wanted else None

@@ -36,7 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from neonbar import protocol
-from neonbar.clocksync import ClockSync
+from neonbar.clocksync import ClockSync, ping_interval_s
 from neonbar.protocol import CM_PER_M, YAW_UNITS, CloseCode, ErrorCode, ProtocolError
 from neonbar.worldview import WorldView
 
@@ -416,9 +416,11 @@ class AsyncSession:
             await asyncio.sleep(max(0.0, delay_s))
 
     async def _ping_timer(self) -> None:
+        sent = 0
         while True:
             await self.send_ping()
-            await asyncio.sleep(self.ping_interval_s)
+            sent += 1  # a burst after connecting: in sync within ~0.5 s (neonbar.clocksync)
+            await asyncio.sleep(ping_interval_s(sent, self.ping_interval_s))
 
     async def send_input(self) -> None:
         """Send the current local state with the next sequence number and the snapshot ack."""

@@ -1,0 +1,215 @@
+"""The timeline strip under the big screen, and the host's playback keys.
+
+The strip lives in the bar itself (world space, just below the screen), so everyone in the room
+reads the same thing: the scene's title, the time and the length, the state (playing, paused,
+preparing, fetching N %, or what went wrong), and who controls playback. A thin progress line
+runs along it; beat ticks (client/beats_ui.py) can be added with `add_mark`.
+
+Keys (for whoever may control; others get a toast saying who does):
+Space play/pause · Ctrl+← / Ctrl+→ seek 5 s back / ahead · Ctrl+↓ / Ctrl+↑ slower / faster ·
+N next scene. Plain arrows keep walking and turning the avatar; Ctrl is what makes them
+timeline keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from direct.showbase.DirectObject import DirectObject
+from panda3d.core import CardMaker, NodePath, TextNode, TransparencyAttrib
+
+from client import fonts
+from neonbar.playback import MAX_RATE, MIN_RATE, Timeline
+
+SEEK_STEP_S = 5.0
+RATES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+assert RATES[0] >= MIN_RATE and RATES[-1] <= MAX_RATE
+
+STATE_TEXT = {"preparing": "preparing the scene…", "missing": "media missing", "idle": "no scene"}
+
+
+def fmt_clock(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def may_control(timeline: Timeline, role: str | None) -> bool:
+    """The server's rule (server/playback.py), mirrored so the keys can say no at once."""
+    return role == "host" or (role == "collaborator" and timeline.collab)
+
+
+def controller_text(timeline: Timeline) -> str:
+    return "host & collaborators control" if timeline.collab else "host controls"
+
+
+def status_line(timeline: Timeline, server_s: float, fetch_fraction: float | None = None,
+                problem: str | None = None) -> str:  # fmt: skip
+    """The strip's middle line: state and time, e.g. '▶ 0:12 / 0:30  ×1.5'."""
+    if problem:
+        return problem
+    if timeline.status != "ready":
+        return timeline.note or STATE_TEXT.get(timeline.status, timeline.status)
+    if fetch_fraction is not None:
+        return f"fetching the scene… {fetch_fraction * 100:3.0f} %"
+    pos = timeline.position(server_s)
+    mark = "▶" if timeline.playing and not timeline.ended(server_s) else "❚❚"
+    rate = f"  ×{timeline.rate:g}" if abs(timeline.rate - 1.0) > 1e-9 else ""
+    return f"{mark} {fmt_clock(pos)} / {fmt_clock(timeline.duration_s)}{rate}"
+
+
+@dataclass
+class TimelineBar:
+    """The strip under the screen (child of the world's screen node).
+
+    Args:
+        screen: World.screen (origin at the panel's bottom centre, facing into the room).
+        width_m: the panel's width; the strip spans it.
+    """
+
+    base: Any
+    screen: NodePath
+    width_m: float
+    height_m: float = 0.6
+    marks: list[NodePath] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root = self.screen.attachNewNode("timeline-bar")
+        self.root.setPos(0, -0.03, -0.08 - self.height_m)
+        self.root.setLightOff(1)
+        self.root.setFogOff(1)
+        self.root.setTransparency(TransparencyAttrib.MAlpha)
+        w, h = self.width_m, self.height_m
+        back = CardMaker("timeline-back")
+        back.setFrame(-w / 2, w / 2, 0, h)
+        plate = self.root.attachNewNode(back.generate())
+        plate.setColor(0.02, 0.02, 0.05, 0.85)
+        line = CardMaker("timeline-line")
+        line.setFrame(0, 1, 0, 1)
+        self.track = self.root.attachNewNode(line.generate())
+        self.track.setPos(-w / 2 + 0.1, -0.004, 0.05)
+        self.track.setScale(w - 0.2, 1, 0.035)
+        self.track.setColor(0.25, 0.25, 0.4, 1)
+        self.fill = self.root.attachNewNode(line.generate())
+        self.fill.setPos(-w / 2 + 0.1, -0.008, 0.05)
+        self.fill.setColor(1.0, 0.55, 0.15, 1)
+        self.fill.setScale(0.001, 1, 0.035)
+        font = fonts.load_font(self.base.loader, fonts.latin_font_path())
+        self.title = self._text("title", font, -w / 2 + 0.1, TextNode.ALeft, (1, 0.75, 0.4, 1))
+        self.state = self._text("state", font, 0.0, TextNode.ACenter, (0.85, 0.9, 1, 1))
+        self.who = self._text("who", font, w / 2 - 0.1, TextNode.ARight, (0.6, 0.65, 0.9, 1))
+        self._shown: tuple[str, str, str, float] | None = None
+
+    def _text(self, name: str, font: Any, x: float, align: int,
+              color: tuple[float, float, float, float]) -> TextNode:  # fmt: skip
+        node = TextNode(f"timeline-{name}")
+        if font is not None:
+            node.setFont(font)
+        node.setAlign(align)
+        node.setTextColor(*color)
+        path = self.root.attachNewNode(node)
+        path.setScale(self.height_m * 0.5)
+        path.setPos(x, -0.01, self.height_m * 0.4)
+        return node
+
+    def update(self, timeline: Timeline, server_s: float, fetch_fraction: float | None = None,
+               problem: str | None = None) -> None:  # fmt: skip
+        title = timeline.title or (timeline.scene or "")
+        state = status_line(timeline, server_s, fetch_fraction, problem)
+        who = controller_text(timeline) if timeline.scene else ""
+        if fetch_fraction is not None:
+            frac = fetch_fraction
+        elif timeline.duration_s > 0:
+            frac = timeline.position(server_s) / timeline.duration_s
+        else:
+            frac = 0.0
+        shown = (title, state, who, round(frac, 3))
+        if shown == self._shown:
+            return  # text regeneration is the costly part: only when something changed
+        self._shown = shown
+        self.title.setText(title)
+        self.state.setText(state)
+        self.who.setText(who)
+        self.fill.setSx(max(0.001, (self.width_m - 0.2) * min(1.0, max(0.0, frac))))
+
+    def add_mark(self, at_fraction: float, color: tuple[float, float, float, float]) -> NodePath:
+        """A tick on the strip at `at_fraction` of the scene (beats, strong moments)."""
+        tick = CardMaker("timeline-mark")
+        tick.setFrame(-0.02, 0.02, 0, 0.12)
+        node = self.root.attachNewNode(tick.generate())
+        node.setPos(-self.width_m / 2 + 0.1 + (self.width_m - 0.2) * at_fraction, -0.012, 0.02)
+        node.setColor(*color)
+        self.marks.append(node)
+        return node
+
+    def destroy(self) -> None:
+        self.root.removeNode()
+
+
+class TimelineKeys(DirectObject):
+    """Space, Ctrl+arrows and N turned into `playback` messages (docs/protocol.md)."""
+
+    def __init__(
+        self,
+        send: Callable[[dict[str, Any]], None],
+        timeline: Callable[[], Timeline],
+        position: Callable[[], float],
+        role: Callable[[], str | None],
+        toast: Callable[[str], None],
+        captured: Callable[[], bool] = lambda: False,
+    ) -> None:
+        super().__init__()
+        self._send, self._timeline, self._position = send, timeline, position
+        self._role, self._toast, self._captured = role, toast, captured
+        self._ctrl = False
+        self.accept("space", self._key, ["toggle"])
+        self.accept("n", self._key, ["next"])
+        for ctrl in ("control", "lcontrol", "rcontrol"):
+            self.accept(ctrl, self._set_ctrl, [True])
+            self.accept(f"{ctrl}-up", self._set_ctrl, [False])
+        for arrow, op in (("arrow_left", "back"), ("arrow_right", "ahead"),
+                          ("arrow_down", "slower"), ("arrow_up", "faster")):  # fmt: skip
+            self.accept(arrow, self._arrow, [op])
+            self.accept(f"{arrow}-repeat", self._arrow, [op])
+
+    def _set_ctrl(self, down: bool) -> None:
+        self._ctrl = down
+
+    def _arrow(self, op: str) -> None:
+        if self._ctrl:
+            self._key(op)
+
+    def _key(self, op: str) -> None:
+        if self._captured():
+            return
+        msg = self.message(op)
+        if msg is not None:
+            self._send(msg)
+
+    def message(self, op: str) -> dict[str, Any] | None:
+        """The message for a key, or None (and a toast) when it cannot apply."""
+        timeline = self._timeline()
+        if not may_control(timeline, self._role()):
+            rule = "the host and collaborators" if timeline.collab else "the host"
+            self._toast(f"only {rule} can control playback")
+            return None
+        if op == "next":
+            return {"t": "playback", "op": "next"}
+        if timeline.scene is None:
+            self._toast("no scene yet: press N for the first one")
+            return None
+        if op == "toggle":
+            return {"t": "playback", "op": "pause" if timeline.playing else "play"}
+        if op in ("back", "ahead"):
+            step = SEEK_STEP_S if op == "ahead" else -SEEK_STEP_S
+            return {"t": "playback", "op": "seek", "pos": max(0.0, self._position() + step)}
+        index = min(range(len(RATES)), key=lambda k: abs(RATES[k] - timeline.rate))
+        index = max(0, min(len(RATES) - 1, index + (1 if op == "faster" else -1)))
+        return {"t": "playback", "op": "rate", "rate": RATES[index]}
+
+    def destroy(self) -> None:
+        self.ignoreAll()
+
+
+__all__ = ["TimelineBar", "TimelineKeys", "controller_text", "may_control", "status_line"]
