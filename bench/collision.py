@@ -32,10 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from neonbar.collision import CollisionWorld
+from neonbar.collision import AVATAR_RADIUS_M, CollisionWorld
 from neonbar.layout import Layout, load_layout
 
-RADIUS_M = 0.3
+RADIUS_M = AVATAR_RADIUS_M
 TICK_S = 0.05
 ANCHOR_MS = {100: 4.7, 1000: 55.8}  # Panda3D, measured on these machines (DESIGN.md)
 EMBED_M = 0.01

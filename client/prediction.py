@@ -16,22 +16,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neonbar.collision import AVATAR_RADIUS_M, CollisionWorld
 from neonbar.layout import Layout
 
 WALK_MPS = 2.4
 SPRINT_MPS = 5.0
 TURN_RAD_S = 2.6
-AVATAR_RADIUS_M = 0.3  # the server's (server/movement.py), so prediction matches authority
 ACCEPT_M = 0.05  # a server position this close to one we sent means "accepted"
 TELEPORT_M = 4.0  # an error this large (resume, kick back to spawn) is applied at once
 
 
-def make_collision(layout: Layout, radius_m: float = AVATAR_RADIUS_M) -> object | None:
-    """The shared solver, or None when neonbar.collision is not importable."""
-    try:
-        from neonbar.collision import CollisionWorld
-    except ImportError:
-        return None
+def make_collision(layout: Layout, radius_m: float = AVATAR_RADIUS_M) -> CollisionWorld:
+    """The shared solver, built as the server builds it, so prediction matches authority."""
     return CollisionWorld(layout, radius_m=radius_m)
 
 
@@ -59,10 +55,14 @@ class LocalMotion:
     y_m: float = 0.0
     yaw_rad: float = 0.0
     blend_s: float = 0.15
-    collision: object | None = None
+    collision: CollisionWorld | None = None
     speed_mps: float = 0.0  # actual speed over the last step, for the walk animation
     _offset: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    _sent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=120))
+    # Recent predictions (x_m, y_m) with the sum of corrections applied before each.
+    _sent: deque[tuple[float, float, float, float]] = field(
+        default_factory=lambda: deque(maxlen=120)
+    )
+    _shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
     _last_seq: int = -1
 
     def place(self, x_m: float, y_m: float, yaw_rad: float | None = None) -> None:
@@ -91,12 +91,12 @@ class LocalMotion:
         self.x_m, self.y_m = self._solve(self.x_m, self.y_m, dx, dy)
         self.speed_mps = math.hypot(self.x_m - x0, self.y_m - y0) / dt_s if dt_s > 0 else 0.0
         self._decay(dt_s)
-        self._sent.append((self.x_m, self.y_m))
+        self._sent.append((self.x_m, self.y_m, float(self._shift[0]), float(self._shift[1])))
         return self.x_m, self.y_m, self.yaw_rad
 
     def _solve(self, x: float, y: float, dx: float, dy: float) -> tuple[float, float]:
         if self.collision is not None:
-            out = self.collision.solve_moves(np.array([[x, y]]), np.array([[dx, dy]]))  # type: ignore[attr-defined]
+            out = self.collision.solve_moves(np.array([[x, y]]), np.array([[dx, dy]]))
             return float(out[0, 0]), float(out[0, 1])
         margin = AVATAR_RADIUS_M
         hx, hy = self.layout.half_x - margin, self.layout.half_y - margin
@@ -123,19 +123,31 @@ class LocalMotion:
             last_seq: the last input the server applied.
             sent: the position input `last_seq` carried (`NetSession.sent_state`), if known.
                 Without it, the recent predictions stand in for it.
+
+        Inputs already on their way when we corrected carry the uncorrected prediction, and the
+        server's answers to them still show the same error: each prediction remembers the
+        corrections made before it (`_shift`), so an error is applied once, not once per input
+        in flight.
         """
         if last_seq == self._last_seq:
             return False
         self._last_seq = last_seq
+        history = self._sent
         if sent is None:
-            if self._sent:
-                recent = np.array(self._sent)
-                k = int(np.argmin(np.hypot(recent[:, 0] - x_m, recent[:, 1] - y_m)))
-                sent = (float(recent[k, 0]), float(recent[k, 1]))
-            else:
-                sent = (self.x_m, self.y_m)
-        ex, ey = x_m - sent[0], y_m - sent[1]
-        err = math.hypot(ex, ey)
+            if not history:
+                return False
+            recent = np.array(history)
+            # Where each recent prediction would be now, with the corrections made since.
+            now = recent[:, :2] + (self._shift - recent[:, 2:])
+            k = int(np.argmin(np.hypot(now[:, 0] - x_m, now[:, 1] - y_m)))
+            sent = (float(recent[k, 0]), float(recent[k, 1]))
+            shift_then = recent[k, 2:]
+        else:
+            shift_then = self._shift_when(sent)
+        # Where `sent` stands after the corrections made since it was predicted.
+        then_x = sent[0] + float(self._shift[0] - shift_then[0])
+        then_y = sent[1] + float(self._shift[1] - shift_then[1])
+        err = math.hypot(x_m - then_x, y_m - then_y)
         if err <= ACCEPT_M:
             return False
         if err >= TELEPORT_M:
@@ -143,11 +155,19 @@ class LocalMotion:
             return True
         # Replay: what we moved since that input, re-applied from where the server put us.
         shown = np.array(self.shown()[:2])
-        self.x_m, self.y_m = self._solve(x_m, y_m, self.x_m - sent[0], self.y_m - sent[1])
+        before = np.array([self.x_m, self.y_m])
+        self.x_m, self.y_m = self._solve(x_m, y_m, self.x_m - then_x, self.y_m - then_y)
+        self._shift += np.array([self.x_m, self.y_m]) - before
         # ... and the jump is not shown: it fades out of the offset over blend_s.
         self._offset = shown - np.array([self.x_m, self.y_m])
-        self._sent.clear()
         return True
+
+    def _shift_when(self, sent: tuple[float, float]) -> np.ndarray:
+        """The corrections made before the prediction `sent` (newest match; now if unknown)."""
+        for x, y, sx, sy in reversed(self._sent):
+            if x == sent[0] and y == sent[1]:
+                return np.array([sx, sy])
+        return self._shift.copy()
 
     def shown(self) -> tuple[float, float, float]:
         """Where to draw our avatar: the prediction plus what is left of the last correction."""

@@ -31,10 +31,16 @@ Determinism. The solver uses only elementwise IEEE operations (``+ - * /``, ``sq
 solved alone (client prediction) gives a bit-identical result to the same avatar solved in a batch
 (server authority). ``separate`` couples avatars by design, so only the server runs it.
 
-Use. Build one ``CollisionWorld(load_layout(), radius_m=0.3)`` per process. Client prediction calls
-``solve_moves`` with its own avatar each frame; the server calls it with every avatar's move each
-tick, then ``separate`` for the crowd; ``spawn_point`` places newcomers; ``shapes`` feeds the debug
-view (client/collision_debug.py); ``trace_moves`` returns the slide legs for tests.
+Use. Build one ``CollisionWorld(load_layout())`` per process (avatars of ``AVATAR_RADIUS_M``).
+Client prediction calls ``solve_moves`` with its own avatar each frame; the server calls it with
+every avatar's move each tick, then ``separate`` for the crowd; ``spawn_point`` places newcomers;
+``shapes`` feeds the debug view (client/collision_debug.py); ``trace_moves`` returns the slide legs
+for tests.
+
+Crowd. ``separate`` relaxes the overlapping pairs found once per call over several passes,
+averaging each avatar's corrections (summing them overshoots in a dense crowd, which then shuffles
+forever), and lets whoever walked into someone take the correction (``yielding``): a crowd that
+stands comes to rest and stays there.
 """
 
 from __future__ import annotations
@@ -44,8 +50,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from neonbar.layout import Layout, Segment
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.intp]
+
+# The avatar's radius (m) on the floor plane: the one value the server, client prediction, bots
+# and benchmarks share, so prediction always agrees with authority.
+AVATAR_RADIUS_M = 0.3
 
 # How far short of a surface a slide stops (m): far above float64 rounding at bar scale (~1e-15 m),
 # far below anything visible.
@@ -56,7 +70,8 @@ CONTACT_M = 10 * CONTACT_SKIN_M
 # pieces of furniture. A move that still has length left after them ends there, for this tick.
 MAX_SLIDES = 6
 _TOUCH_M = 1e-9  # a start this close to a surface counts as touching it
-_HEAD_ON_COS = 0.999  # a move within ~2.5° of a rounded corner's normal is aimed dead at it
+_HEAD_ON_COS = 0.999  # a move within ~2.5° of a rounded corner's normal is aimed (nearly) at it
+_HEAD_ON_SIN = math.sqrt(1.0 - _HEAD_ON_COS * _HEAD_ON_COS)
 # Grazing hits stop at most this many skins back along the ray instead of skin / cos(angle), so a
 # ray that brushes a rounded corner still gets (almost) all of its length.
 _MAX_BACKOFF_SKINS = 20.0
@@ -66,6 +81,8 @@ _FLOAT = np.float64
 # Crowd separation indexes a dense grid of 2r cells when the crowd spans at most this many (a bar
 # is a few thousand); a crowd spread wider (tests, odd layouts) uses sorted keys instead.
 _DENSE_GRID_CELLS = 1 << 18
+# Overlaps below this (m) count as contact: a settled crowd is left exactly where it stands.
+_SETTLED_M = CONTACT_SKIN_M
 
 
 @dataclass(frozen=True)
@@ -152,7 +169,7 @@ class CollisionWorld:
     def __init__(
         self,
         layout: Layout,
-        radius_m: float = 0.3,
+        radius_m: float = AVATAR_RADIUS_M,
         extra_walls: Sequence[Segment] = (),
         cell_m: float = 0.25,
     ) -> None:
@@ -181,6 +198,8 @@ class CollisionWorld:
         ey = np.abs(self._uy) * self._hx + np.abs(self._ux) * self._hy + self._rho
         self._x0, self._x1 = self._cx - ex, self._cx + ex
         self._y0, self._y1 = self._cy - ey, self._cy + ey
+        # The longest move worth casting (m): across the room, corner to corner.
+        self._longest_m = math.hypot(layout.width_m, layout.depth_m)
         # Free region for a centre, used to clamp far-off positions before depenetration.
         self.bounds_m = (
             -layout.half_x + self.radius_m,
@@ -225,7 +244,8 @@ class CollisionWorld:
         Args:
             pos: (N, 2) avatar centres (m). Positions inside geometry are first freed with
                 ``depenetrate``.
-            delta: (N, 2) intended moves (m), any length. Non-finite rows count as no move.
+            delta: (N, 2) intended moves (m), any length; a move longer than the room's
+                diagonal is cut to it. Non-finite rows count as no move.
 
         Each row's result depends only on that row (and the layout), bit for bit.
         """
@@ -253,7 +273,16 @@ class CollisionWorld:
             raise ValueError("pos holds NaN or infinite coordinates")
         p = p.copy()
         rem = np.where(np.isfinite(d).all(axis=1, keepdims=True), d, 0.0)
+        # No move needs to be longer than the room's diagonal; a longer one (1e150 m) would
+        # overflow once squared. Scale by the larger component first, which cannot overflow.
+        big = np.maximum(np.abs(rem[:, 0]), np.abs(rem[:, 1]))
+        rem *= np.where(big > self._longest_m, self._longest_m / np.maximum(big, 1e-300), 1.0)[
+            :, None
+        ]
         length2 = rem[:, 0] * rem[:, 0] + rem[:, 1] * rem[:, 1]
+        too_long = length2 > self._longest_m * self._longest_m
+        rem[too_long] *= (self._longest_m / np.sqrt(length2[too_long]))[:, None]
+        length2[too_long] = self._longest_m * self._longest_m
 
         # Moves shorter than the cell's clearance cannot reach anything: no ray cast needed.
         clear = self._clearance_at(p[:, 0], p[:, 1])
@@ -336,35 +365,41 @@ class CollisionWorld:
 
     def _round_the_corner(
         self,
-        p: np.ndarray,
-        j: np.ndarray,
-        mx: np.ndarray,
-        my: np.ndarray,
-        nx: np.ndarray,
-        ny: np.ndarray,
-        cos: np.ndarray,
-        has_prev: np.ndarray,
-        rx: np.ndarray,
-        ry: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Break the tie of a move aimed dead at a rounded (convex) corner.
+        p: Floats,
+        j: Ints,
+        mx: Floats,
+        my: Floats,
+        nx: Floats,
+        ny: Floats,
+        cos: Floats,
+        has_prev: NDArray[np.bool_],
+        rx: Floats,
+        ry: Floats,
+    ) -> tuple[Floats, Floats]:
+        """Carry a move aimed (nearly) dead at a rounded (convex) corner round it.
 
         Head-on, the slide along the surface is zero and the avatar would stand still forever
-        while open floor lies a few degrees to either side. Slide half the move along the
-        tangent instead (to the side the move leans, left when it leans nowhere); from there the
-        ordinary slide carries it round. Flat faces and creases keep stopping a head-on move.
+        while open floor lies a few degrees to either side; a few micro-radians off, the slide is
+        that tiny fraction of the move and the avatar creeps (aimed 1e-5 rad off a round table,
+        it took 7 s to get past instead of 4). Within ~2.5 degrees of head-on the slide along the
+        tangent (to the side the move leans, left when it leans nowhere) is therefore at least
+        half the move dead on, falling linearly to the plain slide at 2.5 degrees, so the time
+        to get round does not depend on how exactly the move was aimed. Flat faces and creases
+        keep stopping a head-on move.
         """
         m_len = np.sqrt(mx * mx + my * my)
-        r_len = np.sqrt(rx * rx + ry * ry)
         qx, qy = self._local(p[:, 0], p[:, 1], j)
         at_corner = (np.abs(qx) >= self._hx[j]) & (np.abs(qy) >= self._hy[j])
-        dead_on = (cos > _HEAD_ON_COS) & ~has_prev & at_corner & (r_len <= 1e-9 + 1e-6 * m_len)
-        if not dead_on.any():
+        near = (cos > _HEAD_ON_COS) & ~has_prev & at_corner & (m_len > 0)
+        if not near.any():
             return rx, ry
         lean = mx * -ny + my * nx  # component of the move along the left tangent (-ny, nx)
         side = np.where(lean < 0, -1.0, 1.0)
-        tx, ty = side * -ny * 0.5 * m_len, side * nx * 0.5 * m_len
-        return np.where(dead_on, tx, rx), np.where(dead_on, ty, ry)
+        sin = np.abs(lean) / np.where(m_len > 0, m_len, 1.0)
+        floor = 0.5 * np.maximum(1.0 - sin / _HEAD_ON_SIN, 0.0)
+        size = m_len * np.maximum(sin, floor)
+        tx, ty = side * -ny * size, side * nx * size
+        return np.where(near, tx, rx), np.where(near, ty, ry)
 
     def _first_hit(
         self, ox: np.ndarray, oy: np.ndarray, dx: np.ndarray, dy: np.ndarray
@@ -546,29 +581,82 @@ class CollisionWorld:
     # ------------------------------------------------------------------ crowd
     def separate(
         self,
-        pos: np.ndarray,
-        iterations: int = 2,
-        stiffness: float = 0.5,
+        pos: Floats,
+        iterations: int = 8,
+        stiffness: float = 1.0,
         max_push_m: float | None = None,
-    ) -> np.ndarray:
-        """Push overlapping avatars apart a little, then resolve against the walls.
+        yielding: Floats | None = None,
+    ) -> Floats:
+        """Push overlapping avatars apart, then resolve the pushes against the walls.
 
-        Each iteration corrects ``stiffness`` of every overlap (shared by the two avatars), at most
-        ``max_push_m`` per avatar (default: half the radius), so a crowd relaxes over a few ticks
-        instead of snapping. The push goes through ``solve_moves``: nobody ends up in a wall.
+        The pairs closer than two radii are found once; then each of ``iterations`` passes moves
+        every avatar by ``stiffness`` x the mean of its pairs' corrections (a pair's overlap,
+        shared by the two). The mean, not the sum: summed corrections overshoot in a dense
+        crowd (six neighbours, six pushes) and the crowd shuffles forever; averaged ones settle.
+        The total push of an avatar is capped at ``max_push_m`` (default: the radius) and goes
+        through ``solve_moves``, so nobody ends up in a wall.
+
+        Args:
+            pos: (N, 2) avatar centres (m).
+            iterations: relaxation passes over the pairs.
+            stiffness: fraction of the mean correction applied per pass (0..1].
+            max_push_m: most an avatar is moved per call (m).
+            yielding: (N,) how far (m) each avatar walked this tick. A pair's correction is
+                shared in proportion: whoever walked into the other steps back, and one that
+                stands is not pushed by one that walks into it. Default: shared equally.
         """
-        p = _as_points(pos, "pos").copy()
-        limit = self.radius_m / 2 if max_push_m is None else float(max_push_m)
+        p = _as_points(pos, "pos")
+        n = len(p)
+        limit = self.radius_m if max_push_m is None else float(max_push_m)
+        reach = 2 * self.radius_m
+        i, j = _crowd_pairs(p, reach)
+        if len(i) == 0:
+            return p.copy()
+        if yielding is None:
+            share_i = np.full(len(i), 0.5)
+        else:
+            w = np.maximum(np.asarray(yielding, dtype=_FLOAT), 0.0)
+            both = w[i] + w[j]
+            share_i = np.where(both > 0, w[i] / np.where(both > 0, both, 1.0), 0.5)
+        share_j = 1.0 - share_i
+        x0, x1, y0, y1 = self.bounds_m
+        q = p.copy()
         for _ in range(iterations):
-            push = _crowd_push(p, self.radius_m) * stiffness
-            size = np.sqrt(push[:, 0] * push[:, 0] + push[:, 1] * push[:, 1])
-            scale = np.where(size > limit, limit / np.maximum(size, 1e-300), 1.0)
-            push *= scale[:, None]
-            moving = size > 0
-            if not moving.any():
+            dx, dy = q[i, 0] - q[j, 0], q[i, 1] - q[j, 1]
+            dist = np.sqrt(dx * dx + dy * dy)
+            over = reach - dist
+            close = over > _SETTLED_M
+            if not close.any():
                 break
-            p[moving] = self.solve_moves(p[moving], push[moving])
-        return p
+            ii, jj, dx, dy, dist, over = (
+                i[close],
+                j[close],
+                dx[close],
+                dy[close],
+                dist[close],
+                over[close],
+            )
+            # Two avatars on the same spot: split them east-west, lower index to the east.
+            same = dist == 0
+            ux = np.where(same, 1.0, dx / np.where(same, 1.0, dist))
+            uy = np.where(same, 0.0, dy / np.where(same, 1.0, dist))
+            si, sj = share_i[close] * over, share_j[close] * over
+            count = np.bincount(ii, minlength=n) + np.bincount(jj, minlength=n)
+            scale = stiffness / np.maximum(count, 1)
+            q[:, 0] += (np.bincount(ii, ux * si, n) - np.bincount(jj, ux * sj, n)) * scale
+            q[:, 1] += (np.bincount(ii, uy * si, n) - np.bincount(jj, uy * sj, n)) * scale
+            # The outer walls take part in every pass (furniture only at the end): a crowd
+            # pressed against a wall spreads along it instead of into it.
+            np.clip(q[:, 0], x0, x1, out=q[:, 0])
+            np.clip(q[:, 1], y0, y1, out=q[:, 1])
+        push = q - p
+        size = np.sqrt(push[:, 0] * push[:, 0] + push[:, 1] * push[:, 1])
+        push *= np.where(size > limit, limit / np.maximum(size, 1e-300), 1.0)[:, None]
+        out = p.copy()
+        moving = size > 0
+        if moving.any():
+            out[moving] = self.solve_moves(p[moving], push[moving])
+        return out
 
     def spawn_point(
         self,
@@ -668,20 +756,18 @@ def _leave_both(
     return rx, ry
 
 
-def _crowd_push(p: np.ndarray, radius_m: float) -> np.ndarray:
-    """Half of each pairwise overlap (m) as a push per avatar, via a uniform grid of 2r cells."""
+def _crowd_pairs(p: Floats, reach: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Index pairs (i < j) of avatars whose centres are closer than reach, via a grid of reach."""
     n = len(p)
-    push = np.zeros((n, 2))
+    none = np.zeros(0, dtype=np.intp)
     if n < 2:
-        return push
-    reach = 2 * radius_m
+        return none, none
     cell = np.floor(p / reach).astype(np.int64)
     low = cell.min(axis=0)
     cols, rows = (cell.max(axis=0) - low + 3).tolist()  # a one-cell empty border all round
     if cols * rows <= _DENSE_GRID_CELLS:
         # Dense grid over the crowd's extent: each cell's run in the sorted order comes from a
         # prefix sum, so the 9 neighbour lookups per avatar are plain indexing (no binary search).
-        # Keys order cells as the sparse keys below do, so the pairs (and sums) come out the same.
         keys = (cell[:, 0] - low[0] + 1) * rows + (cell[:, 1] - low[1] + 1)
         order = np.argsort(keys, kind="stable")
         starts = np.zeros(cols * rows + 1, dtype=np.int64)
@@ -701,25 +787,13 @@ def _crowd_push(p: np.ndarray, radius_m: float) -> np.ndarray:
         counts = np.searchsorted(sorted_keys, wanted, side="right") - lo
     total = int(counts.sum())
     if total == 0:
-        return push
+        return none, none
     owner = np.repeat(np.repeat(np.arange(n), 9), counts)
-    starts = np.repeat(lo, counts)
+    first = np.repeat(lo, counts)
     run_start = np.repeat(np.cumsum(counts) - counts, counts)
-    other = order[starts + (np.arange(total) - run_start)]
+    other = order[first + (np.arange(total) - run_start)]
     pair = owner < other
     i, j = owner[pair], other[pair]
     dx, dy = p[i, 0] - p[j, 0], p[i, 1] - p[j, 1]
-    dist2 = dx * dx + dy * dy
-    close = dist2 < reach * reach
-    i, j, dx, dy, dist2 = i[close], j[close], dx[close], dy[close], dist2[close]
-    if len(i) == 0:
-        return push
-    dist = np.sqrt(dist2)
-    # Two avatars on the same spot: split them east-west, lower index to the east.
-    same = dist == 0
-    ux = np.where(same, 1.0, dx / np.where(same, 1.0, dist))
-    uy = np.where(same, 0.0, dy / np.where(same, 1.0, dist))
-    half = (reach - dist) / 2
-    push[:, 0] = np.bincount(i, ux * half, n) - np.bincount(j, ux * half, n)
-    push[:, 1] = np.bincount(i, uy * half, n) - np.bincount(j, uy * half, n)
-    return push
+    close = dx * dx + dy * dy < reach * reach
+    return i[close].astype(np.intp), j[close].astype(np.intp)

@@ -1,102 +1,61 @@
-"""Server-side move validation: the speed cap, the bar's walls and its furniture.
+"""Server-side move validation: the speed cap over time, the bar's walls and its furniture.
 
-Clients send the position they predicted; the server accepts it when it is reachable from the
-authoritative position (speed cap x elapsed time, plus slack for network jitter) and legal
-(inside the walls, outside furniture), and corrects it otherwise. All avatars with a pending input
-are validated together, vectorized, once per tick.
+Clients send the position they predicted; the server moves the authoritative avatar toward it
+through the shared solver (`neonbar.collision.CollisionWorld`), as far as the avatar's distance
+budget allows, and the snapshot tells the client where it really is. All avatars with a pending
+input are validated together, vectorized, once per tick.
 
-The shared solver `neonbar.collision.CollisionWorld` is used when it is installed; until then a
-simpler fallback clamps into the walls and pushes out of boxes and circles.
+Speed. Each avatar has a token bucket of distance: it earns ``speed_mps`` x the time since its
+previous input (at most ``max_elapsed_s``), spends what it moves, and may keep up to ``slack_m``
+of what it did not spend. Over any stretch of inputs an avatar therefore covers at most
+``speed_mps`` x the elapsed time + ``slack_m``: sustained speed never exceeds ``speed_mps``
+(granting the slack per input instead let avatars sustain ~12 m/s against 7). An honest client
+walking at 5 m/s banks 2 m/s of unused budget, so inputs that arrive bunched by network jitter
+(up to ``slack_m`` / speed_mps = 36 ms early with the defaults) are not corrected.
+
+Standing still. A claim equal to the avatar's previous claim is not a move: the client has not
+moved since, so the server keeps its own position, which crowd separation may have changed. Nor
+is a claim of a position the server itself gave this avatar in the last ``ECHO_TICKS`` ticks:
+that is a client taking in a correction (client/prediction.py adopts the position it is told),
+not asking to go back there. A client that stands still therefore never drags its avatar back
+into the crowd that pushed it out (that tug of war kept standing pairs 4-6 cm inside each other
+and, with a 100 ms round trip, made avatars pushed along a wall bounce every tick).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 import numpy as np
+from numpy.typing import NDArray
 
+from neonbar.collision import AVATAR_RADIUS_M, CollisionWorld
 from neonbar.layout import Layout
 
-log = logging.getLogger("neonbar.server")
-
-AVATAR_RADIUS_M = 0.3
 _SPAWN_NEIGHBOURS = 96
-# Crowd separation per tick: one pass that corrects 75 % of each overlap (see MoveValidator).
-CROWD_PASSES = 1
-CROWD_STIFFNESS = 0.75
+# Crowd separation per tick (see CollisionWorld.separate): how many relaxation passes over the
+# overlapping pairs found once per tick; the walls are resolved once, after them.
+CROWD_PASSES = 8
+# How many ticks of the server's own answers (cm, as snapshots carry them) are remembered per
+# avatar to recognise a client echoing a correction: 800 ms of round trip at 20 Hz.
+ECHO_TICKS = 16
+ECHO_CM = 2
+_NEVER_CM = np.iinfo(np.int32).min
 
-
-class _FallbackWorld:
-    """Bounds clamp + push-out of boxes and circles (no sweep: the speed cap keeps steps short)."""
-
-    def __init__(self, layout: Layout, radius_m: float = AVATAR_RADIUS_M) -> None:
-        self.radius_m = radius_m
-        self.limit_x = layout.half_x - radius_m
-        self.limit_y = layout.half_y - radius_m
-        boxes = layout.boxes
-        self.box_c = np.array([(b.cx, b.cy) for b in boxes], dtype=np.float64).reshape(-1, 2)
-        self.box_h = np.array([(b.hx, b.hy) for b in boxes], dtype=np.float64).reshape(-1, 2)
-        self.box_h = self.box_h + radius_m
-        circles = layout.circles
-        self.circ_c = np.array([(c.cx, c.cy) for c in circles], dtype=np.float64).reshape(-1, 2)
-        self.circ_r = np.array([c.radius_m + radius_m for c in circles], dtype=np.float64)
-
-    def depenetrate(self, pos: np.ndarray) -> np.ndarray:
-        pos = np.array(pos, dtype=np.float64, copy=True).reshape(-1, 2)
-        for _ in range(3):  # a few passes settle corners between two obstacles
-            for c, h in zip(self.box_c, self.box_h, strict=True):
-                rel = pos - c
-                pen = h - np.abs(rel)  # > 0 on both axes means inside
-                inside = (pen[:, 0] > 0) & (pen[:, 1] > 0)
-                if not inside.any():
-                    continue
-                # Leave along the axis of least penetration.
-                along_x = inside & (pen[:, 0] <= pen[:, 1])
-                along_y = inside & ~along_x
-                sign = np.where(rel >= 0, 1.0, -1.0)
-                pos[along_x, 0] = c[0] + sign[along_x, 0] * h[0]
-                pos[along_y, 1] = c[1] + sign[along_y, 1] * h[1]
-            for c, r in zip(self.circ_c, self.circ_r, strict=True):
-                rel = pos - c
-                dist = np.hypot(rel[:, 0], rel[:, 1])
-                inside = dist < r
-                if not inside.any():
-                    continue
-                safe = np.where(dist[inside] > 1e-9, dist[inside], 1.0)
-                direction = rel[inside] / safe[:, None]
-                direction[dist[inside] <= 1e-9] = (0.0, -1.0)
-                pos[inside] = c + direction * r
-            pos[:, 0] = np.clip(pos[:, 0], -self.limit_x, self.limit_x)
-            pos[:, 1] = np.clip(pos[:, 1], -self.limit_y, self.limit_y)
-        return pos
-
-    def solve_moves(self, pos: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        return self.depenetrate(np.asarray(pos) + np.asarray(delta))
-
-
-def make_world(layout: Layout, radius_m: float = AVATAR_RADIUS_M) -> Any:
-    """The shared collision solver when present, else the fallback."""
-    try:
-        from neonbar.collision import CollisionWorld  # type: ignore[import-not-found]
-    except ImportError:
-        log.info("neonbar.collision not available: using bounds + push-out move checks")
-        return _FallbackWorld(layout, radius_m)
-    try:
-        return CollisionWorld(layout, radius_m=radius_m)
-    except Exception:  # a half-built solver must not keep the server from starting
-        log.exception("CollisionWorld failed to build; using bounds + push-out move checks")
-        return _FallbackWorld(layout, radius_m)
+Floats = NDArray[np.float64]
 
 
 class MoveValidator:
-    """Turns claimed positions into accepted ones.
+    """Turns claimed positions into accepted ones, and keeps each avatar's distance budget.
 
     Args:
         layout: the bar.
-        speed_mps: top speed (sprint).
-        slack_m: distance allowed on top of speed x time, for jitter between inputs.
+        speed_mps: top speed (sprint), sustained over any window of inputs.
+        slack_m: the most distance an avatar may bank beyond speed x time (jitter between
+            inputs); a new avatar starts with a full bank.
         max_elapsed_s: elapsed time is capped so a client idle for a minute cannot teleport.
+        radius_m: avatar radius (m).
+
+    Avatars are named by small integer ids (the room's); per-avatar state lives in arrays
+    indexed by id. Call `forget` when an id is given to a new avatar.
     """
 
     def __init__(
@@ -105,62 +64,146 @@ class MoveValidator:
         speed_mps: float = 7.0,
         slack_m: float = 0.25,
         max_elapsed_s: float = 1.0,
+        radius_m: float = AVATAR_RADIUS_M,
     ) -> None:
+        if not (speed_mps > 0 and slack_m >= 0 and max_elapsed_s > 0):
+            raise ValueError("speed_mps and max_elapsed_s must be positive and slack_m >= 0")
         self.layout = layout
-        self.speed_mps = speed_mps
-        self.slack_m = slack_m
-        self.max_elapsed_s = max_elapsed_s
-        self.world = make_world(layout)
-        self.crowd = hasattr(self.world, "separate")
+        self.speed_mps = float(speed_mps)
+        self.slack_m = float(slack_m)
+        self.max_elapsed_s = float(max_elapsed_s)
+        # A solver that fails to build fails loudly: no avatar may walk through a wall.
+        self.world = CollisionWorld(layout, radius_m=radius_m)
+        self.crowd = True
+        self._bank_m = np.zeros(0)  # unspent distance per avatar id (m)
+        self._claim_m = np.zeros((0, 2))  # previous claim per avatar id (NaN: none yet)
+        self._walked_m = np.zeros(0)  # moved by its own input since the last separate (m)
+        # The positions (cm) separate() left each avatar at, over the last ECHO_TICKS calls.
+        self._told_cm = np.full((0, ECHO_TICKS, 2), _NEVER_CM, dtype=np.int32)
+        self._told_slot = 0
 
+    # ------------------------------------------------------------------ per-avatar state
+    def _ensure(self, ids: NDArray[np.int64]) -> None:
+        need = int(ids.max()) + 1 if len(ids) else 0
+        have = len(self._bank_m)
+        if need <= have:
+            return
+        size = max(need, 2 * have, 64)
+        bank = np.full(size, self.slack_m)
+        bank[:have] = self._bank_m
+        claim = np.full((size, 2), np.nan)
+        claim[:have] = self._claim_m
+        walked = np.zeros(size)
+        walked[:have] = self._walked_m
+        told = np.full((size, ECHO_TICKS, 2), _NEVER_CM, dtype=np.int32)
+        told[:have] = self._told_cm
+        self._bank_m, self._claim_m, self._walked_m, self._told_cm = bank, claim, walked, told
+
+    def forget(self, avatar_id: int) -> None:
+        """A new avatar takes this id: a full bank, no previous claim."""
+        ids = np.array([avatar_id], dtype=np.int64)
+        self._ensure(ids)
+        self._bank_m[avatar_id] = self.slack_m
+        self._claim_m[avatar_id] = np.nan
+        self._walked_m[avatar_id] = 0.0
+        self._told_cm[avatar_id] = _NEVER_CM
+
+    def bank_m(self, avatar_id: int) -> float:
+        """The distance (m) avatar_id may still cover beyond speed x time."""
+        if avatar_id < len(self._bank_m):
+            return float(self._bank_m[avatar_id])
+        return self.slack_m
+
+    # ------------------------------------------------------------------ moves
     def validate(
-        self, pos_m: np.ndarray, target_m: np.ndarray, elapsed_s: np.ndarray
-    ) -> np.ndarray:
-        """Accepted positions (N, 2) for avatars at pos_m claiming target_m after elapsed_s."""
-        delta = target_m - pos_m
-        dist = np.hypot(delta[:, 0], delta[:, 1])
-        allowed = self.speed_mps * np.minimum(elapsed_s, self.max_elapsed_s) + self.slack_m
-        scale = np.where(dist > allowed, allowed / np.maximum(dist, 1e-9), 1.0)
-        delta = delta * scale[:, None]
-        return np.asarray(self.world.solve_moves(pos_m, delta), dtype=np.float64)
+        self,
+        pos_m: Floats,
+        target_m: Floats,
+        elapsed_s: Floats,
+        ids: NDArray[np.int64] | None = None,
+    ) -> Floats:
+        """Accepted positions (N, 2) for avatars at pos_m claiming target_m after elapsed_s.
 
-    def separate(self, pos_m: np.ndarray) -> np.ndarray:
-        """Crowd separation when the solver offers it (avatars do not stand inside each other).
-
-        One pass per tick instead of the solver's default two halves the cost (a neighbour search
-        and a wall-checked move for every pushed avatar, ~1 ms each at 1,000 avatars). Its
-        stiffness and cap are set so that a lone overlapping pair is corrected as much per tick as
-        two default passes would (0.5 + 0.5 x 0.5 of the overlap, up to one radius in all).
+        Args:
+            pos_m: (N, 2) authoritative positions (m).
+            target_m: (N, 2) claimed positions (m).
+            elapsed_s: (N,) seconds since each avatar's previous input.
+            ids: (N,) avatar ids; their budgets and previous claims are used and updated.
+                Without ids every avatar is judged alone, with a full bank and no history
+                (tools and tests; the room always passes them).
         """
-        if not self.crowd or len(pos_m) < 2:
-            return pos_m
-        radius_m = float(self.world.radius_m)
-        return np.asarray(
-            self.world.separate(
-                pos_m, iterations=CROWD_PASSES, stiffness=CROWD_STIFFNESS, max_push_m=radius_m
-            ),
-            dtype=np.float64,
-        )
+        pos = np.asarray(pos_m, dtype=np.float64)
+        target = np.asarray(target_m, dtype=np.float64)
+        elapsed = np.minimum(np.maximum(np.asarray(elapsed_s, dtype=np.float64), 0.0),
+                             self.max_elapsed_s)  # fmt: skip
+        if ids is None:
+            bank = np.full(len(pos), self.slack_m)
+            repeat = np.zeros(len(pos), dtype=bool)
+        else:
+            ids = np.asarray(ids, dtype=np.int64)
+            self._ensure(ids)
+            bank = self._bank_m[ids]
+            repeat = (target == self._claim_m[ids]).all(axis=1)
+            # Within a centimetre or two: the client's replay and the wire's rounding move an
+            # adopted position that much; a walking client moves 12 cm per input.
+            off_cm = np.abs(_to_cm(target)[:, None, :] - self._told_cm[ids]).max(axis=2)
+            repeat |= (off_cm <= ECHO_CM).any(axis=1)
+        delta = np.where(repeat[:, None], 0.0, target - pos)
+        delta = np.where(np.isfinite(delta), delta, 0.0)
+        dist = np.sqrt(delta[:, 0] * delta[:, 0] + delta[:, 1] * delta[:, 1])
+        allowed = self.speed_mps * elapsed + bank
+        granted = np.minimum(dist, allowed)
+        scale = np.where(dist > allowed, allowed / np.maximum(dist, 1e-300), 1.0)
+        delta = delta * scale[:, None]
+        out = np.asarray(self.world.solve_moves(pos, delta), dtype=np.float64)
+        if ids is not None:
+            self._bank_m[ids] = np.minimum(allowed - granted, self.slack_m)
+            self._claim_m[ids] = target
+            self._walked_m[ids] = granted
+        return out
 
-    def spawn(self, rng: np.random.Generator, others_m: np.ndarray) -> np.ndarray:
+    def separate(self, pos_m: Floats, ids: NDArray[np.int64] | None = None) -> Floats:
+        """Crowd separation: avatars do not stand inside each other.
+
+        Args:
+            pos_m: (N, 2) positions (m) after this tick's moves.
+            ids: (N,) avatar ids. With them, an avatar that moved by its own input since the
+                last call yields to those standing still (it walked into them, it steps back),
+                in proportion to how far it walked.
+        """
+        if len(pos_m) < 2:
+            return pos_m
+        yielding = None
+        if ids is not None:
+            ids = np.asarray(ids, dtype=np.int64)
+            self._ensure(ids)
+            yielding = self._walked_m[ids]
+            self._walked_m[:] = 0.0
+        out = self.world.separate(pos_m, iterations=CROWD_PASSES, yielding=yielding)
+        if ids is not None:
+            self._told_cm[ids, self._told_slot] = _to_cm(out)
+            self._told_slot = (self._told_slot + 1) % ECHO_TICKS
+        return out
+
+    def spawn(self, rng: np.random.Generator, others_m: Floats) -> Floats:
         """A free point in the layout's spawn circle, clear of the avatars standing there."""
         layout = self.layout
         sx, sy = layout.spawn
-        if hasattr(self.world, "spawn_point"):
-            # Only avatars near the spawn circle matter; skipping the rest keeps a join cheap.
-            reach_m = layout.spawn_radius_m + 1.0
-            dist_m = np.hypot(others_m[:, 0] - sx, others_m[:, 1] - sy)
-            near = others_m[dist_m < reach_m]
-            if len(near) > _SPAWN_NEIGHBOURS:
-                # A circle this crowded is full anyway; the nearest few decide where room is.
-                nearest = np.argpartition(dist_m, _SPAWN_NEIGHBOURS)[:_SPAWN_NEIGHBOURS]
-                near = others_m[nearest]
-            return np.asarray(self.world.spawn_point(rng, occupied=near), dtype=np.float64)
-        angle = rng.uniform(0, 2 * np.pi)
-        radius_m = layout.spawn_radius_m * np.sqrt(rng.uniform())
-        point = np.array([[sx + radius_m * np.cos(angle), sy + radius_m * np.sin(angle)]])
-        return self.place(point)[0]
+        # Only avatars near the spawn circle matter; skipping the rest keeps a join cheap.
+        reach_m = layout.spawn_radius_m + 1.0
+        dist_m = np.hypot(others_m[:, 0] - sx, others_m[:, 1] - sy)
+        near = others_m[dist_m < reach_m]
+        if len(near) > _SPAWN_NEIGHBOURS:
+            # A circle this crowded is full anyway; the nearest few decide where room is.
+            nearest = np.argpartition(dist_m, _SPAWN_NEIGHBOURS)[:_SPAWN_NEIGHBOURS]
+            near = others_m[nearest]
+        return self.world.spawn_point(rng, occupied=near)
 
-    def place(self, pos_m: np.ndarray) -> np.ndarray:
+    def place(self, pos_m: Floats) -> Floats:
         """Move spawn points out of furniture and walls."""
-        return np.asarray(self.world.depenetrate(pos_m), dtype=np.float64)
+        return self.world.depenetrate(pos_m)
+
+
+def _to_cm(pos_m: Floats) -> NDArray[np.int32]:
+    """Positions as the wire carries them (whole centimetres, int16 range)."""
+    return np.clip(np.rint(pos_m * 100.0), -32768, 32767).astype(np.int32)
