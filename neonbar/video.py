@@ -79,7 +79,10 @@ class H264Writer:
         rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
         self.fps = rate
         self.frames = 0
-        self._container: Any = av.open(str(self.path), mode="w", format="mp4")
+        # bitexact: no creation time or muxer build in the file, so a render is reproducible.
+        self._container: Any = av.open(
+            str(self.path), mode="w", format="mp4", options={"fflags": "+bitexact"}
+        )
         stream: Any = self._container.add_stream("libx264", rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
