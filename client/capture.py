@@ -1,9 +1,10 @@
 """Screenshots and video from the window (the camera's view with the HUD), then exit.
 
 `--screenshot F.png --after S` saves one frame S seconds after start. `--record F.mp4 --duration S`
-writes an MP4 (OpenCV, 'mp4v') at a fixed frame rate: each rendered frame is written as many times
-as wall-clock time says frames are due, so the video lasts as long as the session did even when
-the CPU renderer draws fewer frames than the video rate.
+writes H.264 (yuv420p, `avc1`: browsers and QuickTime play it) with neonbar.video's writer at a
+fixed frame rate: each rendered frame is written as many times as wall-clock time says frames are
+due, so the video lasts as long as the session did even when the CPU renderer draws fewer frames
+than the video rate.
 """
 
 from __future__ import annotations
@@ -103,18 +104,19 @@ class Capture:
         img = grab_frame(self.base)
         if img is None:
             return
+        # yuv420p needs even sizes: an odd window loses its last row or column.
+        h, w = img.shape[0] & ~1, img.shape[1] & ~1
+        rgb = np.ascontiguousarray(img[:h, :w, ::-1])
         if self._writer is None:
-            import cv2
+            from neonbar.video import H264Writer
 
-            h, w = img.shape[:2]
-            self._writer = cv2.VideoWriter(
-                self.record, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h)
-            )
-            if not self._writer.isOpened():
-                raise UserError(f"cannot open {self.record} for writing")
+            try:
+                self._writer = H264Writer(self.record or "", size=(w, h), fps=self.fps)
+            except OSError as exc:
+                raise UserError(f"cannot open {self.record} for writing: {exc}") from None
         due = int(t * self.fps) + 1
         while self.frames_written < due:
-            self._writer.write(img)
+            self._writer.write(rgb)
             self.frames_written += 1
 
     def finish(self) -> None:
@@ -122,7 +124,7 @@ class Capture:
             return
         self._done = True
         if self._writer is not None:
-            self._writer.release()
+            self._writer.close()
             self._writer = None
             log.info("video saved to %s (%d frames)", self.record, self.frames_written)
         self.on_done()

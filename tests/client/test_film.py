@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from renderfixtures import saturated_bright
+from renderfixtures import saturated_bright, showbase
 
 from client.film.shots import (
     MIN_SHOT_S,
@@ -26,6 +26,7 @@ from neonbar.screenplay import load_screenplay
 from neonbar.video import probe, read_frames
 
 SHIPPED = ("dust_storm", "neon_alley", "rooftop_signal")
+__all__ = ["showbase"]  # the fixture, imported for pytest
 
 
 def plan(name):
@@ -148,3 +149,21 @@ def test_scene_render_command_shows_progress_and_refuses_bad_input(tmp_path, mon
     assert main(["scene", "render", str(spec), "--out", str(out), "--size", "65x36"]) == 2
     assert "must be even" in capsys.readouterr().err
     assert main(["scene", "render", "nope", "--out", str(out)]) == 2
+
+
+@pytest.mark.render
+def test_the_clients_record_writes_h264_too(showbase, tmp_path):
+    from client.capture import Capture
+
+    done: list[int] = []
+    video = tmp_path / "rec.mp4"
+    capture = Capture(showbase, lambda: done.append(1), record=str(video), duration_s=0.5)
+    for k in range(60):
+        showbase.taskMgr.step()
+        capture.update(k * 0.05)  # 20 frames a second of session time
+        if done:
+            break
+    assert done
+    info = probe(video)
+    assert info.codec == "h264" and info.codec_tag == "avc1" and info.pix_fmt == "yuv420p"
+    assert info.frames == capture.frames_written >= 12
