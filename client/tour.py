@@ -1,0 +1,352 @@
+"""The guided camera tour: the entrance, the bar, the crowd, the screen, the timeline, the branch.
+
+A `Tour` is a list of `Shot`s, each a slow dolly from one camera placement to another, built
+from the bar's layout (so another bar gets its own tour). Between shots the camera glides: the
+position follows a Catmull-Rom curve through the shot ends and both the pace and the aim are
+eased (smoothstep), so it never jumps and never stops dead. The opening shots play once, then
+the "watch" shots (the screen, the crowd watching it, the timeline under it) cycle until the
+end. `Tour.at(t_s)` is a pure function of time: a replay rendered twice frames the same way.
+
+`TourCamera` stands in for the app's `CameraRig` (same `update`/`toggle`/`first_person`): it
+flies the tour until someone presses any key, then hands the camera back to the rig, which
+glides from where the tour left it to behind the player's avatar. `FollowCamera` keeps the rig
+behind an avatar chosen by name (`neonbar replay --camera follow NAME`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from neonbar.layout import Layout
+
+Vec3 = tuple[float, float, float]
+GLIDE_S = 2.5  # the move between two shots
+ANY_BUTTON_EVENT = "neonbar-tour-any-button"
+TAG_NEAR_M = 3.0
+BODY_NEAR_M = 1.1
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A camera move: from (pos, look) to (pos, look) over duration_s (metres, seconds)."""
+
+    name: str
+    duration_s: float
+    start_pos: Vec3
+    start_look: Vec3
+    end_pos: Vec3
+    end_look: Vec3
+    fov_deg: float = 62.0
+
+
+def smoothstep(u: float) -> float:
+    u = min(1.0, max(0.0, u))
+    return u * u * (3.0 - 2.0 * u)
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, u: float) -> np.ndarray:
+    return a + (b - a) * u
+
+
+def _catmull_rom(
+    p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, u: float
+) -> np.ndarray:
+    """The point at u in 0..1 between p1 and p2 on a uniform Catmull-Rom spline."""
+    u2, u3 = u * u, u * u * u
+    return 0.5 * (
+        2 * p1
+        + (-p0 + p2) * u
+        + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u2
+        + (-p0 + 3 * p1 - 3 * p2 + p3) * u3
+    )
+
+
+def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
+    """(opening, watch) shots for a layout: derived from its door, counter and screen."""
+    hx, hy = layout.half_x, layout.half_y
+    sx, sy = layout.wall_point(layout.screen.wall, layout.screen.center_m)
+    screen_mid_z = layout.screen.bottom_m + layout.screen.height_m / 2
+    dx, dy = layout.wall_point(layout.door.wall, layout.door.center_m, inset_m=1.0)
+    inward = np.array([sx - dx, sy - dy]) / max(1e-6, math.hypot(sx - dx, sy - dy))
+    counters = [b for b in layout.boxes if b.kind == "counter"] or list(layout.boxes[:1])
+    if counters:
+        c = counters[0]
+        side = 1.0 if c.cx < 0 else -1.0  # stand on the room side of the counter
+        bar_x = c.cx + side * (c.hx + 3.2)
+        bar_y0, bar_y1 = c.cy - c.hy * 0.75, c.cy + c.hy * 0.55
+        bar_look_x = c.cx
+    else:
+        bar_x, bar_y0, bar_y1, bar_look_x = -hx / 2, -hy / 2, hy / 2, -hx
+    # The screen's outward normal (into the room) and its side axis.
+    toward_room = np.array([-sx, -sy]) / max(1e-6, math.hypot(sx, sy))
+    across = np.array([-toward_room[1], toward_room[0]])
+    sw = layout.screen.width_m
+
+    def at_screen(back_m: float, side_m: float, z: float) -> Vec3:
+        p = np.array([sx, sy]) + toward_room * back_m + across * side_m
+        return float(p[0]), float(p[1]), z
+
+    screen_look: Vec3 = (sx, sy, screen_mid_z - 0.3)
+    crowd_spot = at_screen(5.5, 0.0, 0.9)
+    strip_z = max(0.3, layout.screen.bottom_m - 0.45)  # where the timeline strip hangs
+    door = (dx, dy)
+    opening = [
+        Shot(
+            "entrance", 5.0,
+            (door[0], door[1], 1.7),
+            (door[0] + inward[0] * 10, door[1] + inward[1] * 10, 2.2),
+            (door[0] + inward[0] * 3.0, door[1] + inward[1] * 3.0, 2.0),
+            (door[0] + inward[0] * 13, door[1] + inward[1] * 13, 2.6),
+            fov_deg=70,
+        ),
+        Shot(
+            "the bar", 6.0,
+            (bar_x, bar_y0, 2.1), (bar_look_x, bar_y0 + 4.0, 1.3),
+            (bar_x - 0.6 * float(np.sign(bar_x - bar_look_x)), bar_y1, 2.0),
+            (bar_look_x, bar_y1 + 3.0, 1.4),
+        ),
+        Shot(
+            "the crowd", 6.0,
+            (hx - 3.0, -hy + 3.0, 4.8), crowd_spot,
+            (hx - 5.0, -hy + 6.0, 4.2), at_screen(4.0, 0.0, 1.0),
+            fov_deg=66,
+        ),
+    ]  # fmt: skip
+    watch = [
+        Shot(
+            "the screen", 8.0,
+            at_screen(11.0, -1.5, 2.3), screen_look,
+            at_screen(8.5, 1.0, 2.0), screen_look,
+            fov_deg=58,
+        ),
+        Shot(
+            "the timeline", 5.0,
+            at_screen(4.8, -sw * 0.22, 1.5), (sx, sy, strip_z + 0.6),
+            at_screen(4.2, sw * 0.22, 1.45), (sx, sy, strip_z + 0.6),
+            fov_deg=58,
+        ),
+        Shot(
+            "the crowd watching", 6.0,
+            at_screen(2.2, -sw * 0.62, 2.6), at_screen(7.0, 0.0, 1.2),
+            at_screen(2.2, sw * 0.62, 2.6), at_screen(7.0, 0.0, 1.2),
+            fov_deg=70,
+        ),
+        Shot(
+            "the branch", 7.0,
+            at_screen(13.0, 0.0, 3.2), screen_look,
+            at_screen(9.5, 0.0, 2.4), screen_look,
+            fov_deg=60,
+        ),
+    ]  # fmt: skip
+    return opening, watch
+
+
+@dataclass
+class Tour:
+    """A scripted camera path: `opening` once, then `watch` round and round."""
+
+    opening: list[Shot]
+    watch: list[Shot]
+    glide_s: float = GLIDE_S
+
+    @classmethod
+    def for_layout(cls, layout: Layout) -> Tour:
+        opening, watch = bar_shots(layout)
+        return cls(opening, watch)
+
+    @property
+    def opening_s(self) -> float:
+        return sum(s.duration_s + self.glide_s for s in self.opening)
+
+    @property
+    def cycle_s(self) -> float:
+        return sum(s.duration_s + self.glide_s for s in self.watch)
+
+    def shot_index(self, t_s: float) -> tuple[list[Shot], int, float, int]:
+        """(the list the shot is in, its index, time since its start incl. the glide into it,
+        how many watch cycles came before)."""
+        t_s = max(0.0, t_s)
+        cycle = 0
+        if t_s < self.opening_s or not self.watch:
+            shots, local = self.opening, t_s
+        else:
+            cycle, local = divmod(t_s - self.opening_s, max(1e-6, self.cycle_s))
+            shots = self.watch
+        for k, shot in enumerate(shots):
+            span = shot.duration_s + self.glide_s
+            if local < span or k == len(shots) - 1:
+                return shots, k, local, int(cycle)
+            local -= span
+        return shots, len(shots) - 1, local, int(cycle)  # pragma: no cover - returned above
+
+    def shot_at(self, t_s: float) -> Shot:
+        shots, k, _, _ = self.shot_index(t_s)
+        return shots[k]
+
+    def at(self, t_s: float) -> tuple[Vec3, Vec3, float]:
+        """(camera position, point looked at, field of view in degrees) at tour time t_s."""
+        shots, k, local, cycle = self.shot_index(t_s)
+        shot = shots[k]
+        first = shots is self.opening and k == 0
+        if local >= self.glide_s or first:
+            # Inside the shot: a slow dolly, eased at both ends so glides join smoothly.
+            hold = local - (0.0 if first else self.glide_s)
+            u = min(1.0, max(0.0, hold / shot.duration_s))
+            e = 0.5 * u + 0.5 * smoothstep(u)  # mostly constant speed, soft at the ends
+            pos = _lerp(np.array(shot.start_pos), np.array(shot.end_pos), e)
+            look = _lerp(np.array(shot.start_look), np.array(shot.end_look), e)
+            return _v(pos), _v(look), shot.fov_deg
+        # Gliding from the end of the previous shot to the start of this one.
+        if k > 0:
+            prev = shots[k - 1]
+        elif cycle == 0 and self.opening:
+            prev = self.opening[-1]  # the first watch shot follows the opening once
+        else:
+            prev = self.watch[-1]
+        u = smoothstep(local / self.glide_s)
+        p0 = np.array(prev.start_pos)
+        p1, p2 = np.array(prev.end_pos), np.array(shot.start_pos)
+        p3 = np.array(shot.end_pos)
+        pos = _catmull_rom(p0, p1, p2, p3, u)
+        look = _lerp(np.array(prev.end_look), np.array(shot.start_look), u)
+        fov = prev.fov_deg + (shot.fov_deg - prev.fov_deg) * u
+        return _v(pos), _v(look), fov
+
+
+def _v(a: np.ndarray) -> Vec3:
+    return float(a[0]), float(a[1]), float(a[2])
+
+
+class TourCamera:
+    """The app's camera while the tour plays; any key gives the camera back to the player.
+
+    Args:
+        rig: the app's `client.camera.CameraRig` (the player's camera after an interrupt).
+        tour: the path to fly.
+        clock: seconds, the app's clock (a replay's virtual clock).
+        interruptible: listen for any key (live); a replay is never interrupted.
+    """
+
+    def __init__(
+        self,
+        rig: Any,
+        tour: Tour,
+        clock: Callable[[], float],
+        interruptible: bool = True,
+        on_interrupt: Callable[[], None] | None = None,
+        crowd: Any = None,
+        you: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        self.rig = rig
+        self.crowd = crowd
+        self.you = you
+        self.tour = tour
+        self.clock = clock
+        self.t0_s = clock()
+        self.touring = True
+        self.on_interrupt = on_interrupt
+        if interruptible:
+            self._listen()
+
+    def _listen(self) -> None:
+        base = self.rig.base
+        for thrower in base.buttonThrowers or ():
+            thrower.node().setButtonDownEvent(ANY_BUTTON_EVENT)
+        base.accept(ANY_BUTTON_EVENT, self._button)
+
+    def _button(self, button: str) -> None:
+        if self.touring and not button.startswith(("mouse", "wheel")):
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        """Stop the tour; the rig glides from the tour's last placement to the avatar."""
+        if not self.touring:
+            return
+        self.touring = False
+        self.rig.base.camLens.setFov(68)
+        pos = self.rig.camera.getPos()
+        self.rig._pos = np.array([pos.x, pos.y, pos.z])  # start the rig's easing from here
+        self.rig.base.ignore(ANY_BUTTON_EVENT)
+        if self.crowd is not None:
+            clear_view(self.crowd, (1e9, 1e9, 0.0), skip=self.you())  # show everyone again
+        if self.on_interrupt is not None:
+            self.on_interrupt()
+
+    @property
+    def first_person(self) -> bool:
+        return bool(self.rig.first_person) and not self.touring
+
+    @property
+    def camera(self) -> Any:
+        return self.rig.camera
+
+    def toggle(self) -> None:
+        self.rig.toggle()
+
+    @property
+    def shot(self) -> Shot:
+        return self.tour.shot_at(self.clock() - self.t0_s)
+
+    def update(
+        self, x_m: float, y_m: float, yaw_rad: float, dt_s: float, orbit_rad: float = 0.0
+    ) -> None:
+        if not self.touring:
+            self.rig.update(x_m, y_m, yaw_rad, dt_s, orbit_rad)
+            return
+        pos, look, fov = self.tour.at(self.clock() - self.t0_s)
+        cam = self.rig.camera
+        cam.setPos(*pos)
+        cam.lookAt(*look)
+        self.rig.base.camLens.setFov(fov)
+        if self.crowd is not None:
+            clear_view(self.crowd, pos, skip=self.you())
+
+
+class FollowCamera:
+    """The rig behind one avatar, found each frame by `locate()` -> (x_m, y_m, yaw_rad)."""
+
+    def __init__(self, rig: Any, locate: Callable[[], tuple[float, float, float] | None]):
+        self.rig = rig
+        self.locate = locate
+        self.first_person = False
+
+    @property
+    def camera(self) -> Any:
+        return self.rig.camera
+
+    def toggle(self) -> None:
+        self.rig.toggle()
+
+    def update(
+        self, x_m: float, y_m: float, yaw_rad: float, dt_s: float, orbit_rad: float = 0.0
+    ) -> None:
+        where = self.locate()
+        if where is None:
+            where = (x_m, y_m, yaw_rad)
+        self.rig.update(*where, dt_s, orbit_rad)
+
+
+def clear_view(crowd: Any, camera_pos: Vec3, skip: int | None = None) -> None:
+    """Hide what would fill the lens: a name tag closer than TAG_NEAR_M, a figure closer than
+    BODY_NEAR_M (a flying camera passes people by; the player's own camera never gets so close).
+    """
+    cx, cy = camera_pos[0], camera_pos[1]
+    for avatar_id, slot in list(crowd.slot_of.items()):
+        fig = crowd.figures[slot]
+        pos = crowd.position(avatar_id)
+        if fig is None or pos is None or avatar_id == skip:
+            continue
+        d = math.hypot(pos[0] - cx, pos[1] - cy)
+        if d < TAG_NEAR_M:
+            fig.tag.hide()
+        elif fig.tag.isHidden():
+            fig.tag.show()
+        if d < BODY_NEAR_M:
+            fig.root.hide()
+        elif fig.root.isHidden():
+            fig.root.show()

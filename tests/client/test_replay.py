@@ -1,0 +1,157 @@
+"""Session recordings and `neonbar replay`: a recorded session replays to what the live client drew.
+
+The live client is the real app (offscreen, in this process) on a real server with real bots;
+its frames and drawn positions are recorded as it runs. The replay feeds that recording through
+the same protocol client by a virtual clock and must draw every avatar where the live client
+did, frame for frame.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from netfixtures import ServerProcess
+
+from client.recording import SessionWriter, read_session
+from neonbar.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _positions(lines: list[dict]) -> dict[str, np.ndarray]:
+    """{avatar id: (frames, 2)} for avatars drawn in every line."""
+    ids = set(lines[0]["drawn"])
+    for line in lines:
+        ids &= set(line["drawn"])
+    return {i: np.array([line["drawn"][i] for line in lines]) for i in sorted(ids)}
+
+
+# ------------------------------------------------------------------------- the file format
+
+
+def test_a_recording_cut_off_mid_record_reads_up_to_its_last_whole_record(tmp_path: Path) -> None:
+    path = tmp_path / "s.nbsession"
+    with SessionWriter(path, {"room": "r", "name": "me"}) as writer:
+        writer.frame(msgpack.packb({"t": "pong", "ct": 1.0, "st": 5.0}), 1.0)
+        writer.local(1.0, 2.0, 0.0, 1.0)
+        writer.local(3.0, 2.0, 0.5, 2.0)
+        writer.frame(b"x" * 300, 2.5)
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])  # the process died while writing the last frame
+
+    rec = read_session(path)
+    assert rec.truncated
+    assert [t for t, _ in rec.frames] == [1.0]
+    assert rec.local_at(1.5) == pytest.approx((2.0, 2.0, 0.25))
+    assert rec.header["room"] == "r"
+
+    path.write_bytes(data)
+    whole = read_session(path)
+    assert not whole.truncated and len(whole.frames) == 2
+
+
+def test_replay_refuses_bad_input_with_one_sentence_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "s.nbsession"
+    SessionWriter(good, {"room": "r"}).close()
+    not_a_session = tmp_path / "x.nbsession"
+    not_a_session.write_bytes(msgpack.packb({"hello": 1}))
+    out = tmp_path / "out.mp4"
+    cases = [
+        ([str(tmp_path / "missing.nbsession"), "--out", str(out)], "does not exist"),
+        ([str(not_a_session), "--out", str(out)], "is not a Neon Bar session recording"),
+        ([str(good), "--out", str(tmp_path / "out.avi")], "needs an .mp4"),
+        ([str(good), "--out", str(out), "--camera", "orbit"], "--camera must be"),
+        ([str(good), "--out", str(out), "--size", "321x180"], "must be even"),
+        ([str(good), "--out", str(out), "--fps", "0"], "--fps must be between"),
+        ([str(good), "--out", str(out)], "holds no frames"),
+        ([str(good), "--out", str(tmp_path / "nowhere" / "o.mp4")], "folder does not exist"),
+    ]
+    for argv, words in cases:
+        assert main(["replay", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------- live against replay
+
+
+@pytest.mark.render
+@pytest.mark.timeout(240)
+def test_a_recorded_session_replays_to_the_positions_the_live_client_drew(tmp_path: Path) -> None:
+    from client.app import NeonBarApp, make_showbase
+    from client.net import NetSession
+    from client.recording import AppRecorder
+    from client.replay import DrawLog, read_draw_log, render
+
+    server = ServerProcess(tmp_path)
+    bots = subprocess.Popen(
+        [sys.executable, "-m", "neonbar", "bots", "--server", server.url, "--room", "replay",
+         "--count", "3", "--duration", "60", "--chatty", "20"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    session_path, live_log, replay_log = (tmp_path / n for n in ("s.nbsession", "live", "replay"))
+    try:
+        base = make_showbase(True, (320, 180))
+        try:
+            net = NetSession(server.url, "replay", "Live", color="#2de2ff")
+            app = NeonBarApp(base, net, name="Live")
+            recorder = AppRecorder(app, net, SessionWriter(session_path, {"name": "Live"}))
+            with live_log.open("w") as f:
+                drawn = DrawLog(app, f, clock=lambda: recorder.frame_t_s)
+                net.start()
+                deadline = time.monotonic() + 60
+                # Walk our own avatar too (its recorded state must come back), while the bots
+                # wander; stop after 4 s of the room with everyone in it.
+                started = None
+                while time.monotonic() < deadline:
+                    app.controls.keys["forward"] = True
+                    app.controls.keys["turn_left"] = int(time.monotonic() * 2) % 2 == 0
+                    base.taskMgr.step()
+                    if started is None and len(app.crowd.slot_of) >= 4:
+                        started = time.monotonic()
+                    if started is not None and time.monotonic() - started > 4.0:
+                        break
+                    assert net.state.name != "CLOSED", net.last_error
+                    time.sleep(0.005)
+                drawn.close()
+            recorder.close()
+            app.destroy()
+        finally:
+            base.destroy()
+    finally:
+        bots.terminate()
+        bots.wait(10)
+        server.stop()
+
+    live = [line for line in read_draw_log(live_log) if len(line["drawn"]) >= 4]
+    assert len(live) > 20, "the live client drew too few frames with everyone in the room"
+    recording = read_session(session_path)
+    assert not recording.truncated and recording.frames
+    result = render(
+        recording, tmp_path / "replay.mp4", size=(320, 180), fps=24,
+        times_s=[line["t"] for line in live], draw_log=replay_log, progress=False,
+    )  # fmt: skip
+    assert result.frames == len(live)
+    replayed = read_draw_log(replay_log)
+    assert [line["t"] for line in replayed] == pytest.approx([line["t"] for line in live])
+
+    a, b = _positions(live), _positions(replayed)
+    assert a.keys() == b.keys() and len(a) >= 4
+    moved = sum(float(np.hypot(*np.diff(p, axis=0).T).sum()) for p in a.values())
+    assert moved > 3.0, "nobody moved: the comparison would prove nothing"
+    worst = max(float(np.hypot(*(a[i] - b[i]).T).max()) for i in a)
+    assert worst < 0.02, f"replay drew an avatar {worst * 100:.1f} cm from where the live one did"
+    # The same comparison a few frames out of step fails: the check can tell.
+    shifted = max(float(np.hypot(*(a[i][5:] - b[i][:-5]).T).max()) for i in a)
+    assert shifted > 0.05
