@@ -74,6 +74,7 @@ def configure_panda(offscreen: bool, size: tuple[int, int], title: str = "Neon B
         f"window-title {title}",
         "notify-level-device fatal",
         "notify-level-display error",
+        "print-pipe-types false",  # ShowBase lists the display modules on stdout otherwise
     ]
     if offscreen:
         lines += ["load-display p3headlessgl", "window-type offscreen", "audio-library-name null"]
