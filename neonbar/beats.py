@@ -761,3 +761,132 @@ def _timing_f1(a: Sequence[float], b: Sequence[float], tolerance_s: float) -> fl
             j += 1
     total = len(xs) + len(ys)
     return 2.0 * matched / total if total else 0.0
+
+
+# ------------------------------------------------------------------------------ bots
+
+
+def nearest_emotion(valence: float, arousal: float, rank: int = 0) -> Emotion:
+    """The emotion whose circumplex position is `rank`-th closest to (valence, arousal)."""
+    order = sorted(
+        EMOTIONS, key=lambda e: ((e.valence - valence) ** 2 + (e.arousal - arousal) ** 2, e.key)
+    )
+    return order[min(rank, len(order) - 1)]
+
+
+@dataclass(frozen=True)
+class PlannedBeat:
+    """A beat a bot means to mark when the play head passes `t_s`."""
+
+    t_s: float
+    emotion: str
+    intensity: float
+    point: tuple[float, float] | None
+    t_out_s: float | None = None
+
+
+def plan_beats(
+    moments: Sequence[tuple[float, float, float, float]],
+    duration_s: float,
+    rng: np.random.Generator,
+    *,
+    take_p: float = 0.7,
+    point_p: float = 0.4,
+    range_p: float = 0.1,
+) -> list[PlannedBeat]:
+    """How one simulated person marks a scene, from its strong moments.
+
+    People react after the moment (a log-normal delay, median ~0.6 s, as reaction times are),
+    skip some moments, mostly agree on the emotion the screenplay puts there (the nearest one
+    on the circumplex, the second nearest one time in five) and mark it about as strongly as the
+    moment is strong. A few mark a range instead, and some point at the frame.
+
+    Args:
+        moments: (t_s, strength 0..1, valence, arousal) per strong moment of the intended arc.
+        duration_s: scene length; nothing is planned past it.
+        rng: this person's random generator.
+    """
+    out: list[PlannedBeat] = []
+    for t_s, strength, valence, arousal in moments:
+        if rng.random() > take_p:
+            continue
+        delay = float(rng.lognormal(mean=math.log(0.6), sigma=0.45))
+        t = min(max(0.0, t_s + delay), duration_s)
+        emo = nearest_emotion(valence, arousal, rank=1 if rng.random() < 0.2 else 0)
+        intensity = float(np.clip(0.35 + 0.6 * strength + rng.normal(0.0, 0.12), 0.05, 1.0))
+        point = None
+        if rng.random() < point_p:
+            x, y = rng.normal(0.5, 0.15, 2).clip(0.02, 0.98)
+            point = (round(float(x), 4), round(float(y), 4))
+        t_out = None
+        if rng.random() < range_p and t + 1.0 < duration_s:
+            t_out = min(duration_s, t + float(rng.uniform(1.0, 4.0)))
+        out.append(PlannedBeat(round(t, 3), emo.name, round(intensity, 3), point, t_out))
+    return out
+
+
+# ------------------------------------------------------------------------------ the wire
+
+
+def _register_wire() -> tuple[Any, Any]:
+    """The beat messages and events in neonbar.protocol's registries (docs/protocol.md, Beats)."""
+    from neonbar import protocol as p
+
+    fields = {
+        "scene": p.F("str", max_len=MAX_SCENE_CHARS),
+        "at": p.F("float", lo=0.0, hi=86_400.0),  # scene time, seconds
+        "emotion": p.F("str", choices=EMOTION_NAMES),
+        "intensity": p.F("float", required=False, lo=0.0, hi=1.0),
+        "until": p.F("float", required=False, nullable=True, lo=0.0, hi=86_400.0),  # a range's end
+        "note": p.F("str", required=False, max_len=MAX_NOTE_CHARS),
+        "x": p.F("float", required=False, lo=0.0, hi=1.0),  # point on the frame, from the left
+        "y": p.F("float", required=False, lo=0.0, hi=1.0),  # ... and from the top
+        "cid": p.F("int", required=False, lo=0, hi=2**31 - 1),  # the sender's own id for it
+    }
+    p.client_message("beat", fields)
+    p.client_message("beat_edit", {"beat": p.F("int", lo=1, hi=2**53), **fields})
+    p.client_message(
+        "beat_delete",
+        {"beat": p.F("int", lo=1, hi=2**53), "cid": p.F("int", required=False, lo=0, hi=2**31 - 1)},
+    )
+    p.client_message("beat_policy", {"viewers": p.F("bool")})
+    p.client_message(
+        "pointer",
+        {"on": p.F("bool"), "x": p.F("float", lo=0.0, hi=1.0), "y": p.F("float", lo=0.0, hi=1.0)},
+    )
+    p.server_message(
+        "pointer",
+        {
+            "avatar": p.F("int", lo=0, hi=65535),
+            "on": p.F("bool"),
+            "x": p.F("float", lo=0.0, hi=1.0),
+            "y": p.F("float", lo=0.0, hi=1.0),
+        },
+    )
+    # welcome.beats = {"viewers": bool, "count": records in the room's chain}
+    p.SERVER_MESSAGES["welcome"].setdefault("beats", p.F("any", required=False))
+    # Standing beats for a newcomer, in pages, after welcome: records up to welcome.seq.
+    p.server_message(
+        "beats",
+        {"recs": p.F("any"), "head": p.F("str", max_len=64), "done": p.F("bool")},
+    )
+    beat = p.event_kind(
+        "beat",
+        {
+            "avatar": p.F("int", lo=0, hi=65535),
+            "rec": p.F("any"),  # one chain record (Beat.to_dict); read it with beat_from_dict
+            "cid": p.F("int", required=False, lo=0, hi=2**31 - 1),
+        },
+        kept=True,
+        doc="a beat record was committed to the room's chain (new beat, edit or delete)",
+    )
+    policy = p.event_kind(
+        "beat_policy",
+        {"viewers": p.F("bool"), "by": p.F("int", lo=0, hi=65535)},
+        kept=True,
+        doc="the host let viewers mark beats, or stopped them",
+    )
+    return beat, policy
+
+
+BEAT_EVENT, BEAT_POLICY_EVENT = _register_wire()

@@ -1,0 +1,338 @@
+"""Beats against a real server: concurrent annotators agree on one ordered chain, every invalid
+beat is refused with a clear error and nothing stored, ownership and the viewers' switch hold,
+newcomers get the standing beats, a resumed client gets exactly what it missed, and after
+kill -9 every acknowledged beat is there and the chain verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serverfixtures import RawClient, ServerThread, run
+
+from neonbar.beats import BeatChain, beat_from_dict, check_chain
+
+SCENE = "dust_storm"  # shipped: 30 s (scenes/dust_storm.toml)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _beat(t: float, emotion: str = "joy", **extra: Any) -> dict[str, Any]:
+    return {"t": "beat", "scene": SCENE, "at": t, "emotion": emotion, **extra}
+
+
+def _chain(server: ServerThread, room: str = "bar") -> BeatChain:
+    return server.call(lambda: server.server.rooms[room].features["beats"].chain)
+
+
+def _records(events: list[dict[str, Any]]) -> list[int]:
+    return [e["rec"]["seq"] for e in events if e.get("kind") == "beat"]
+
+
+async def _drain(client: RawClient, seconds: float) -> None:
+    """Read whatever arrives for `seconds` (snapshots keep coming, so read by the clock)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            await client.recv(left)
+        except TimeoutError:
+            return
+
+
+async def _beat_events(client: RawClient, n: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(_records(client.events)) < n:
+        await client.recv(max(0.05, deadline - time.monotonic()))
+
+
+def test_concurrent_annotators_see_the_same_ordered_chain(server: ServerThread) -> None:
+    async def scenario() -> None:
+        people = [await RawClient.join(server.url, name=f"p{i}") for i in range(4)]
+        per_person = 12
+
+        async def mark(i: int, c: RawClient) -> None:
+            for k in range(per_person):
+                emo = ("joy", "fear", "anger", "trust")[(i + k) % 4]
+                await c.send(_beat(1.0 + k * 2 + i * 0.1, emo, intensity=0.5, cid=k))
+                await asyncio.sleep(0.01 * ((i + k) % 3))
+
+        await asyncio.gather(*(mark(i, c) for i, c in enumerate(people)))
+        total = per_person * len(people)
+        await asyncio.gather(*(_beat_events(c, total) for c in people))
+        orders = [_records(c.events) for c in people]
+        assert orders[0] == list(range(1, total + 1))
+        assert all(o == orders[0] for o in orders)
+        # the same records, byte for byte, everywhere; and they are the server's chain
+        recs = [[e["rec"] for e in c.events if e["kind"] == "beat"] for c in people]
+        assert all(r == recs[0] for r in recs)
+        chain = _chain(server)
+        assert [r.to_dict() for r in chain.records] == recs[0]
+        assert check_chain([beat_from_dict(r) for r in recs[0]], chain.head).ok
+        # each author's own copy carried its cid: that is the acknowledgement
+        mine = [
+            e for e in people[2].events if e["kind"] == "beat" and e["avatar"] == people[2].avatar
+        ]
+        assert sorted(e["cid"] for e in mine) == list(range(per_person))
+        assert all(e["rec"]["author"] == "p2" for e in mine)
+        for c in people:
+            assert c.errors == []
+            await c.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "msg, code, text",
+    [
+        (_beat(2.0, "happy"), 4002, "emotion must be one of joy, trust"),
+        (_beat(31.0), 4002, "outside the scene (0 to 30.000 s)"),
+        (_beat(5.0, until=4.0), 4002, "a range must end after it starts"),
+        (_beat(5.0, note="x" * 281), 4002, "note is longer than 280"),
+        (_beat(5.0, note="a\u202eb"), 4002, "invisible"),
+        (_beat(5.0, x=0.5), 4002, "a point needs both x and y"),
+        (_beat(5.0, x=1.5, y=0.5), 4002, "x must be at most 1"),
+        ({**_beat(5.0), "scene": "no_such_scene"}, 4002, "no scene named 'no_such_scene'"),
+        ({"t": "beat_edit", "beat": 99, **{k: v for k, v in _beat(1.0).items() if k != "t"}},
+         4002, "there is no beat 99"),
+        ({"t": "beat_delete", "beat": 99}, 4002, "there is no beat 99"),
+        ({"t": "beat_policy", "viewers": False}, 4005, "only hosts"),
+    ],
+)  # fmt: skip
+def test_every_invalid_beat_is_refused_and_nothing_stored(
+    server: ServerThread, msg: dict[str, Any], code: int, text: str
+) -> None:
+    async def scenario() -> None:
+        c = await RawClient.join(server.url, name="ann")
+        await c.send(msg)
+        err = await c.error()
+        assert err["code"] == code and text in err["message"], err
+        # the connection stays, a good beat still goes through, and it is record 1
+        await c.send(_beat(3.0, cid=7))
+        ev = await c.event("beat")
+        assert ev["rec"]["seq"] == 1 and ev["cid"] == 7
+        assert len(_chain(server).records) == 1
+        await c.close()
+
+    run(scenario())
+
+
+def test_rate_limit_refuses_a_flood_of_beats(server: ServerThread) -> None:
+    async def scenario() -> None:
+        c = await RawClient.join(server.url, name="ann")
+        for k in range(30):
+            await c.send(_beat(1.0 + k * 0.5))
+        await c.recv_until(lambda m: m["t"] == "error" and m["code"] == 4004)
+        assert "too many beats" in c.errors[-1]["message"]
+        await _drain(c, 0.8)
+        accepted = len(_records(c.events))
+        assert 12 <= accepted < 30  # the burst passed, the rest was refused
+        assert len(_chain(server).records) == accepted
+        await c.close()
+
+    run(scenario())
+
+
+def test_owners_edit_hosts_delete_viewers_switch(server: ServerThread) -> None:
+    async def scenario() -> None:
+        host = await RawClient.join(server.url, name="hal", token=server.token(role="host"))
+        viewer = await RawClient.join(server.url, name="vic", token=server.token(role="viewer"))
+        other = await RawClient.join(server.url, name="oz")
+        await viewer.send(_beat(4.0, "surprise", x=0.25, y=0.5))  # viewers may, by default
+        first = await viewer.event("beat")
+        beat_id = first["rec"]["beat"]
+        edit = {"t": "beat_edit", "beat": beat_id, "scene": SCENE, "at": 4.5, "emotion": "fear",
+                "note": "the lip twitch, there"}  # fmt: skip
+        await other.send(edit)
+        assert "only your own" in (await other.error())["message"]
+        await viewer.send(edit)
+        ev = await viewer.event("beat")
+        assert ev["rec"]["op"] == "edit" and ev["rec"]["note"] == "the lip twitch, there"
+        await other.send({"t": "beat_delete", "beat": beat_id})
+        assert (await other.error())["code"] == 4005
+        await host.send({"t": "beat_delete", "beat": beat_id})
+        ev = await host.recv_until(lambda m: m.get("kind") == "beat" and m["rec"]["op"] == "delete")
+        assert ev["rec"]["op"] == "delete" and ev["rec"]["author"] == "hal"
+        await host.send({"t": "beat_policy", "viewers": False})
+        await viewer.event("beat_policy", viewers=False)
+        await viewer.send(_beat(6.0))
+        assert "turned off viewers' beats" in (await viewer.error())["message"]
+        chain = _chain(server)
+        assert [r.op for r in chain.records] == ["beat", "edit", "delete"]
+        assert chain.beats() == []
+        for c in (host, viewer, other):
+            await c.close()
+
+    run(scenario())
+
+
+def test_pointer_is_relayed_not_stored(server: ServerThread) -> None:
+    async def scenario() -> None:
+        a = await RawClient.join(server.url, name="ann")
+        b = await RawClient.join(server.url, name="bob")
+        await a.send({"t": "pointer", "on": True, "x": 0.3, "y": 0.6})
+        got = await b.recv_until(lambda m: m["t"] == "pointer")
+        assert got == {"t": "pointer", "avatar": a.avatar, "on": True, "x": 0.3, "y": 0.6}
+        assert len(_chain(server).records) == 0
+        await a.close()
+        await b.close()
+
+    run(scenario())
+
+
+def test_newcomer_gets_the_standing_beats(server: ServerThread) -> None:
+    async def scenario() -> None:
+        a = await RawClient.join(server.url, name="ann")
+        for k in range(5):
+            await a.send(_beat(1.0 + k, "joy"))
+        await _beat_events(a, 5)
+        await a.send({"t": "beat_delete", "beat": 2})
+        await _beat_events(a, 6)
+        late = await RawClient.join(server.url, name="late")
+        assert late.welcome["beats"] == {"viewers": True, "count": 6}
+        page = await late.recv_until(lambda m: m["t"] == "beats")
+        assert page["done"] is True
+        assert [r["beat"] for r in page["recs"]] == [1, 3, 4, 5]
+        assert page["head"] == _chain(server).head
+        await a.close()
+        await late.close()
+
+    run(scenario())
+
+
+def test_resumed_client_gets_exactly_the_beats_it_missed(server: ServerThread) -> None:
+    async def scenario() -> None:
+        a = await RawClient.join(server.url, name="ann")
+        b = await RawClient.join(server.url, name="bob")
+        for k in range(3):
+            await a.send(_beat(1.0 + k))
+        await _beat_events(b, 3)
+        seen = max(e["seq"] for e in b.events)
+        resume = b.welcome["resume"]
+        await b.ws.close()
+        for k in range(4):
+            await a.send(_beat(10.0 + k, "fear"))
+        await _beat_events(a, 7)
+        back = await RawClient.join(server.url, name="bob", resume=resume, since=seen)
+        assert back.welcome["resumed"] is True
+        await _beat_events(back, 4)
+        await _drain(back, 0.8)
+        assert _records(back.events) == [4, 5, 6, 7]  # exactly the missed ones, once each
+        assert not [m for m in back.others if m["t"] == "beats"]  # no second copy in pages
+        await a.close()
+        await back.close()
+
+    run(scenario())
+
+
+# ----------------------------------------------------------------------------- kill -9
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neonbar", "server", "--port", str(port), "--data", str(data),
+         "--open"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if "listening on" in line:
+            return proc
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def test_kill_9_during_a_burst_loses_no_acknowledged_beat(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = _free_port()
+    url = f"ws://127.0.0.1:{port}"
+    proc = _start(data, port)
+    acked: list[dict[str, Any]] = []
+    try:
+
+        async def burst() -> None:
+            clients = [await RawClient.join(url, name=f"m{i}") for i in range(3)]
+
+            async def mark(i: int, c: RawClient) -> None:
+                k = 0
+                while True:
+                    await c.send(_beat(round((k * 0.37 + i) % 29.0, 3), "anticipation", cid=k))
+                    k += 1
+                    await asyncio.sleep(0.02)
+
+            async def read(c: RawClient) -> None:
+                while True:
+                    msg = await c.recv(10)
+                    if msg["t"] == "event" and msg["kind"] == "beat" and msg["avatar"] == c.avatar:
+                        acked.append(msg["rec"])
+
+            tasks = [asyncio.ensure_future(mark(i, c)) for i, c in enumerate(clients)]
+            tasks += [asyncio.ensure_future(read(c)) for c in clients]
+            while len(acked) < 60:
+                await asyncio.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)  # mid-burst: beats in flight everywhere
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        run(burst(), timeout_s=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    assert len(acked) >= 60
+    proc = _start(data, port)
+    try:
+
+        async def after() -> None:
+            c = await RawClient.join(url, name="late")
+            page = await c.recv_until(lambda m: m["t"] == "beats" and m["done"])
+            assert c.welcome["beats"]["count"] >= len(acked)
+            # one more beat continues the chain from the last committed record
+            await c.send(_beat(1.0, "joy", cid=1))
+            ev = await c.event("beat")
+            assert ev["rec"]["seq"] == c.welcome["beats"]["count"] + 1
+            assert page["recs"]
+            await c.close()
+
+        run(after())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    out = tmp_path / "beats.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "neonbar", "export", "--data", str(data), "--room", "bar",
+         "--format", "json", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    stored = {r["hash"]: r for r in doc["chain"]}
+    for rec in acked:
+        assert stored.get(rec["hash"]) == rec  # every acknowledged beat, unchanged
+    seqs = [r["seq"] for r in doc["chain"]]
+    assert seqs == list(range(1, len(seqs) + 1))  # seq never reused, no gap
+    check = subprocess.run(
+        [sys.executable, "-m", "neonbar", "verify", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 0 and "intact" in check.stdout, check.stdout + check.stderr
