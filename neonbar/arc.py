@@ -299,15 +299,18 @@ def arc_from_screenplay(play: Screenplay, source_sha256: str = "") -> Arc:
                                    round(v, 4), round(a, 4), e.text, e.speaker))  # fmt: skip
     count = max(2, math.floor(duration * SAMPLE_HZ) + 1)
     times = np.linspace(0.0, duration, count)
-    valence = np.zeros(count)
-    arousal = np.zeros(count)
-    weight = np.zeros(count)
-    for s in scored:
-        # Overlapping elements (dual dialogue) average; every sample lies in some element.
-        mask = (times >= s.start_s) & (times < s.end_s)
-        valence[mask] += s.valence
-        arousal[mask] += s.arousal
-        weight[mask] += 1.0
+    # Each element holds its value on [start, end): summed with difference arrays (one pass,
+    # not one mask per element: a feature's 2,900 elements x 90,000 samples took 1.2 s).
+    lo = np.searchsorted(times, [s.start_s for s in scored], side="left")
+    hi = np.searchsorted(times, [s.end_s for s in scored], side="left")
+    sums = []
+    for values in ([s.valence for s in scored], [s.arousal for s in scored], [1.0] * len(scored)):
+        diff = np.zeros(count + 1)
+        np.add.at(diff, lo, values)
+        np.add.at(diff, hi, np.negative(values))
+        sums.append(np.cumsum(diff[:-1]))
+    valence, arousal, weight = sums
+    weight = np.round(weight, 9)  # cumulative sums of ±1 are exact, but be safe
     covered = weight > 0
     if covered.any():
         idx = np.flatnonzero(covered)
