@@ -34,7 +34,9 @@ log = logging.getLogger("neonbar.storage")
 
 # The event kinds that exports and reports read; the others (join, leave, ...) are kept only
 # while they can still be replayed (see `PrunePolicy`).
-KEPT_EVENT_KINDS = frozenset({"chat", "drink", "emote", "look", "kick", "mute", "beat", "beat_policy"})
+KEPT_EVENT_KINDS = frozenset(
+    {"chat", "drink", "emote", "look", "kick", "mute", "beat", "beat_policy"}
+)
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
