@@ -370,6 +370,13 @@ class SqliteStorage:
                 try:
                     self._commit(groups)
                     break
+                except sqlite3.IntegrityError:
+                    # A write that can never succeed (a seq stored twice is a bug): commit the
+                    # others alone, refuse it loudly, and never run its callback.
+                    self.failures += 1
+                    log.exception("storage: a group breaks a constraint; committing one by one")
+                    groups = self._commit_one_by_one(groups)
+                    break
                 except sqlite3.Error:
                     # Nothing is delivered before it is committed: keep the group and retry
                     # (a full disk, a locked file); the rooms wait, they lose nothing.
@@ -385,6 +392,19 @@ class SqliteStorage:
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
+
+    def _commit_one_by_one(
+        self, groups: list[tuple[Sequence[Write], Callable[[], None] | None]]
+    ) -> list[tuple[Sequence[Write], Callable[[], None] | None]]:
+        done = []
+        for group in groups:
+            try:
+                self._commit([group])
+            except sqlite3.IntegrityError:
+                log.error("storage: refused a group of %d writes (constraint)", len(group[0]))
+                continue
+            done.append(group)
+        return done
 
     def _commit(self, groups: Sequence[tuple[Sequence[Write], Any]]) -> None:
         db = self._db
