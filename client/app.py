@@ -144,6 +144,7 @@ class NeonBarApp:
     post: bool = True
     capture: Any = None
     watch_options: Any = None  # client.watch.WatchOptions: media cache, --playback-log
+    reaction_source: tuple[int | None, str | None] = (None, None)  # --webcam, --reaction-video
     done: bool = False
     you: int | None = None
     # The clock animations, toasts and captures run on; a replay hands in its virtual clock.
@@ -189,6 +190,7 @@ class NeonBarApp:
         )
         self.postchain = self._make_post() if self.post else None
         self.watch = self._make_watch()
+        self.share = self._make_share()
         self._collision_debug: Any = None
         self._clink: Any = None
         self._last_people = 0.0
@@ -360,8 +362,32 @@ class NeonBarApp:
         from neonbar.protocol import CM_PER_M, units_to_yaw
 
         you = int(msg["you"])
+    def _make_share(self) -> Any:
+        """Webcam reactions (client/reactions/share.py): off unless a source was given."""
+        from client.reactions.share import ReactionShare
+
+        session = self.session
+        watch = self.watch
+
+        def scene_time() -> float | None:
+            timeline = watch.timeline
+            if timeline.scene is None or not timeline.playing:
+                return None
+            return float(timeline.position(session.server_time() if session else self.clock()))
+
+        webcam, video = self.reaction_source
+        return ReactionShare(
+            self.base, self._send, self.crowd, lambda: self.you, scene_time,
+            self.hud.show_toast, webcam=webcam, video=video,
+            captured=lambda: self.hud.captures_keys,
+        )  # fmt: skip
+
         pos = msg.get("pos") or []
         if len(pos) == 3 and (not msg.get("resumed") or self.you != you):
+        line = self.share.on_message(msg)
+        if line:
+            self.hud.add_chat("", line, (0.6, 0.9, 1.0))
+            self.hud.show_toast(line.split(" (")[0], 4.0)
             self.motion.place(pos[0] / CM_PER_M, pos[1] / CM_PER_M, float(units_to_yaw(pos[2])))
         if self.you is not None and self.you != you:
             self.crowd.leave(self.you)
@@ -610,6 +636,7 @@ def run(args: Any) -> int:
         )
     name = args.name or getpass.getuser() or "guest"
     from client.capture import Capture
+        self.share.destroy()
 
     capture = Capture(
         base=None,  # type: ignore[arg-type]  # set below, once the ShowBase exists
@@ -632,7 +659,8 @@ def run(args: Any) -> int:
         playback_log=Path(args.playback_log) if args.playback_log else None,
     )  # fmt: skip
     app = NeonBarApp(base, session, name=name, look=args.look, quality=args.quality,
-                     watch_options=watch)  # fmt: skip
+                     watch_options=watch,
+                     reaction_source=(args.webcam, args.reaction_video))  # fmt: skip
     capture.base = base
     capture.on_done = app.stop
     app.capture = capture if capture_wanted else None

@@ -480,6 +480,7 @@ class Crowd:
         self._cheer_t = np.full(cap, -1e9)
         self._busy: set[int] = set()
         self._fading: set[int] = set()
+        self._faces: dict[int, Any] = {}  # avatar id -> client.reactions.face.FaceRig
         self._gone: dict[int, float] = {}  # avatar id -> monotonic time until it may reappear
 
     def _light(self) -> None:
@@ -564,10 +565,26 @@ class Crowd:
         if slot is None:
             return
         self._fade_dir[slot] = -1.0
+        self._faces.pop(avatar_id, None)
         self._fading.add(slot)
         fig = self.figures[slot]
         if fig is not None:
             fig.root.setTransparency(TransparencyAttrib.MAlpha)
+    def set_face(self, avatar_id: int, reaction: Any) -> None:
+        """Show a reaction (neonbar.reaction.Reaction) on the avatar's face, eased in."""
+        rig = self._faces.get(avatar_id)
+        fig = self.figure(avatar_id)
+        if rig is not None and rig.figure is not fig:
+            rig.remove()
+            rig = None
+        if rig is None:
+            if fig is None:
+                return
+            from client.reactions.face import FaceRig
+
+            rig = self._faces[avatar_id] = FaceRig(fig)
+        rig.set(reaction)
+
 
     def figure(self, avatar_id: int) -> AvatarFigure | None:
         slot = self.slot_of.get(avatar_id)
@@ -743,6 +760,8 @@ class Crowd:
                 continue
             node.setScale(0.6 + 2.5 * age)
             node.setAlphaScale(max(0.0, 1.0 - age / 0.6))
+        for rig in self._faces.values():
+            rig.update(dt_s)
             keep.append((t0, node))
         self._flashes = keep
 

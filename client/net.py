@@ -477,6 +477,8 @@ class AsyncSession:
                 self.stats.errors += 1
                 log.warning("server error %s (%s): %s", msg["code"], msg.get("ref"), msg["message"])
                 self._deliver(msg)
+            else:  # a feature's own message (e.g. `faces`): the app decides what it means
+                self._deliver(msg)
         except (ProtocolError, ValueError, TypeError, KeyError, IndexError) as exc:
             # Valid framing but contents we cannot use (e.g. a bad snapshot section).
             self.stats.malformed += 1

@@ -161,7 +161,7 @@ MICRO_SCHEMA: dict[str, F] = {
 # server -> clients: the faces of everyone reacting, FACE_RECORD_BYTES per avatar
 FACE_RECORD_BYTES = 2 + 2 + N_INTENSITIES  # u16 avatar | i8 valence | u8 arousal | u8 x 7
 FACES_SCHEMA: dict[str, F] = {"d": F("bytes", max_len=FACE_RECORD_BYTES * 65536)}
-FACES_HZ = 10.0
+FACES_HZ = 5.0  # 200 faces x 11 B x 5 Hz = 11 KB/s at most, under the 16 KB/s budget
 BRANCH_EVENT: dict[str, F] = {
     "scene": F("str", max_len=64),  # the scene whose branch point was reached
     "point": F("str", max_len=64),
