@@ -185,7 +185,7 @@ class NeonBarApp:
                 "shot": self._quick_screenshot,
                 "look": self._next_look,
             },
-            captured=lambda: self.hud.captures_keys,
+            captured=lambda: self.hud.captures_keys or self._typing_note(),
             menu_key=self.hud.menu_key,
         )
         self.postchain = self._make_post() if self.post else None
@@ -196,6 +196,7 @@ class NeonBarApp:
         self._last_people = 0.0
         self._last_tipsy = 0.0
         self._poor_link = 0.0
+        self.beats = self._make_beats()
         if self.session is None:
             self.you = 0
             self.crowd.ensure(0, self.name, color_for(self.name))
@@ -326,6 +327,25 @@ class NeonBarApp:
 
     # ---------------------------------------------------------------------------- events
 
+    def _make_beats(self) -> Any:
+        """Beats: keys 1-8, notes, the pointer; ticks, glyphs and pulses (client/beats_ui.py)."""
+        from client.beats_ui import BeatsUi
+
+        session = self.session
+
+        def me() -> tuple[str, str | None]:
+            entry = session.roster.get(self.you, {}) if session and self.you is not None else {}
+            return str(entry.get("name") or self.name), session.role if session else "host"
+
+        return BeatsUi(
+            self.base, self.watch, self.crowd, send=self._send, me=me, you=lambda: self.you,
+            toast=self.hud.show_toast, clock=self.clock, captured=lambda: self.hud.captures_keys,
+        )  # fmt: skip
+
+    def _typing_note(self) -> bool:
+        beats = getattr(self, "beats", None)
+        return bool(beats is not None and beats.typing)
+
     def _make_watch(self) -> Any:
         """The scene on the big screen and the timeline strip (client/watch.py)."""
         from client.watch import Watch
@@ -342,26 +362,6 @@ class NeonBarApp:
             options=self.watch_options,
         )  # fmt: skip
 
-    def _handle(self, msg: dict[str, Any]) -> None:
-        t = msg.get("t")
-        if t == "welcome":
-            self.watch.on_welcome(msg)
-        elif t == "event":
-            self.watch.on_event(msg)
-        now = self._now()
-        if t == "welcome":
-            self._on_welcome(msg)
-        elif t == "event":
-            self._on_event(msg, now)
-        elif t == "error":
-            text = str(msg.get("message", "error"))
-            log.warning("server error %s: %s", msg.get("code"), text)
-            self.hud.show_toast(text)
-
-    def _on_welcome(self, msg: dict[str, Any]) -> None:
-        from neonbar.protocol import CM_PER_M, units_to_yaw
-
-        you = int(msg["you"])
     def _make_share(self) -> Any:
         """Webcam reactions (client/reactions/share.py): off unless a source was given."""
         from client.reactions.share import ReactionShare
@@ -382,12 +382,33 @@ class NeonBarApp:
             captured=lambda: self.hud.captures_keys,
         )  # fmt: skip
 
-        pos = msg.get("pos") or []
-        if len(pos) == 3 and (not msg.get("resumed") or self.you != you):
+    def _handle(self, msg: dict[str, Any]) -> None:
+        t = msg.get("t")
         line = self.share.on_message(msg)
         if line:
             self.hud.add_chat("", line, (0.6, 0.9, 1.0))
             self.hud.show_toast(line.split(" (")[0], 4.0)
+        if t == "welcome":
+            self.watch.on_welcome(msg)
+        elif t == "event":
+            self.watch.on_event(msg)
+        now = self._now()
+        self.beats.on_message(msg)
+        if t == "welcome":
+            self._on_welcome(msg)
+        elif t == "event":
+            self._on_event(msg, now)
+        elif t == "error":
+            text = str(msg.get("message", "error"))
+            log.warning("server error %s: %s", msg.get("code"), text)
+            self.hud.show_toast(text)
+
+    def _on_welcome(self, msg: dict[str, Any]) -> None:
+        from neonbar.protocol import CM_PER_M, units_to_yaw
+
+        you = int(msg["you"])
+        pos = msg.get("pos") or []
+        if len(pos) == 3 and (not msg.get("resumed") or self.you != you):
             self.motion.place(pos[0] / CM_PER_M, pos[1] / CM_PER_M, float(units_to_yaw(pos[2])))
         if self.you is not None and self.you != you:
             self.crowd.leave(self.you)
@@ -514,6 +535,7 @@ class NeonBarApp:
                 self.hud.hint.setText(hint)
         self._update_status(now)
         self.watch.update()
+        self.beats.update()
         self.world.update(now)
         self.hud.update()
         return task.cont
@@ -608,7 +630,9 @@ class NeonBarApp:
                 self.postchain.cleanup()
             except Exception:
                 log.debug("post chain cleanup failed", exc_info=True)
+        self.beats.destroy()
         self.controls.release()
+        self.share.destroy()
         self.watch.destroy()
         self.hud.destroy()
         self._clink_path.unlink(missing_ok=True)
@@ -636,7 +660,6 @@ def run(args: Any) -> int:
         )
     name = args.name or getpass.getuser() or "guest"
     from client.capture import Capture
-        self.share.destroy()
 
     capture = Capture(
         base=None,  # type: ignore[arg-type]  # set below, once the ShowBase exists

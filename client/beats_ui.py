@@ -357,6 +357,9 @@ class BeatsUi:
         self.ack_latency_s: list[float] = []
         self.typing = False
         self._ring = _ring_texture()
+        from client import fonts
+
+        self._font = fonts.load_font(base.loader, fonts.latin_font_path())
         screen = watch.screen.screen
         self._screen_node = screen
         self.overlay = screen.attachNewNode("beat-overlay")
@@ -466,10 +469,12 @@ class BeatsUi:
             self.keys.viewers_may_mark = bool(info.get("viewers", True))
 
     def on_message(self, msg: dict[str, Any]) -> None:
-        """`beats` pages, `pointer` updates and the `beat` / `beat_policy` events."""
+        """`welcome`, `beats` pages, `pointer` updates and the `beat` / `beat_policy` events."""
         t = msg.get("t")
         now = self._clock()
-        if t == "beats":
+        if t == "welcome":
+            self.on_welcome(msg)
+        elif t == "beats":
             for raw in msg.get("recs") or ():
                 self.book.ingest(raw)
         elif t == "pointer":
@@ -498,14 +503,20 @@ class BeatsUi:
         emo = EMOTION_BY_NAME[rec.emotion]
         r, g, b = emo.rgb
         if isinstance(avatar, int):
+            for old in [f for f in self._flashes if f.avatar == avatar]:
+                old.node.removeNode()  # one glyph per person: the newest beat replaces it
+                self._flashes.remove(old)
             tn = TextNode("beat-glyph")
+            if self._font is not None:
+                tn.setFont(self._font)
             tn.setText(f"{emo.key} {emo.name}")
             tn.setAlign(TextNode.ACenter)
             tn.setTextColor(r, g, b, 1)
             tn.setCardColor(0.02, 0.02, 0.05, 0.6)
             tn.setCardAsMargin(0.3, 0.3, 0.15, 0.15)
+            tn.setCardDecal(True)
             node = self.base.render.attachNewNode(tn)
-            node.setScale(0.16)
+            node.setScale(0.12)
             node.setBillboardPointEye()
             node.setLightOff(1)
             node.setFogOff(1)
@@ -643,9 +654,12 @@ class BeatsUi:
 
         bar = self.watch.bar
         tn = TextNode("beat-near")
+        if self._font is not None:
+            tn.setFont(self._font)
         tn.setAlign(TextNode.ACenter)
         tn.setCardColor(0.02, 0.02, 0.05, 0.8)
         tn.setCardAsMargin(0.4, 0.4, 0.2, 0.2)
+        tn.setCardDecal(True)  # the text drawn on its card, not fighting it for depth
         node = bar.root.attachNewNode(tn)
         node.setScale(bar.height_m * 0.32)
         node.setPos(0, -0.015, -0.28)

@@ -51,7 +51,7 @@ class Controls:
                 self.base.accept(f"{button}-up", self._set, [name, False])
         one_shot = {
             "c": "cheers", "g": "wave", "v": "view", "b": "menu", "enter": "chat",
-            "tab": "people", "f1": "help", "f3": "collision", "escape": "escape", "f12": "shot",
+            "f2": "people", "f1": "help", "f3": "collision", "escape": "escape", "f12": "shot",
             "l": "look",
         }  # fmt: skip
         for button, action in one_shot.items():

@@ -29,8 +29,11 @@ W A S D / arrows   walk          Shift   sprint
 Q E / right-drag   turn          V       first / third person
 Enter              chat          C       cheers (clink when close)
 G                  wave          B       drink menu (at the bar)
-Tab                people        F3      collision shapes
+F2                 people        F3      collision shapes
 L                  colour grade  F12     screenshot
+1-8 (hold: louder) mark a beat   Shift+1-8 start / end a range
+Tab                note on beat  Ctrl+1-8 change its emotion
+hold P             point at the screen      Del  delete a beat
 F1                 this help     Esc     close menus"""
 
 # (name, colour, glow, garnish): the house drinks; every field can be changed in the menu.

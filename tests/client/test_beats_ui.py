@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from client.beats_ui import BeatBook, BeatKeys, hold_intensity
-from neonbar.beats import BeatChain, validate_fields
+from neonbar.beats import EMOTION_BY_NAME, BeatChain, validate_fields
 
 sys.path.insert(0, str(Path(__file__).parent))
+from renderfixtures import showbase  # noqa: E402,F401  (fixture)
 
 
 def _keys(scene: str | None = "dust_storm", role: str = "viewer", point=None):
@@ -115,3 +116,118 @@ def test_note_edit_and_delete_messages() -> None:
     hclock["t"] = 9.0
     host.delete()  # the host removes the beat near the play head, whoever made it
     assert hsent[-1]["beat"] == 2
+
+
+# ------------------------------------------------------------------------------ in the bar
+
+
+@pytest.fixture
+def bar_app(showbase):
+    from renderfixtures import FakeSession
+
+    from client.app import NeonBarApp
+    from neonbar.playback import Timeline
+
+    session = FakeSession(you=1, name="ana")
+    session.role = "viewer"
+    session.add_remote(2, "ben", "#ff2d55", 0.0, -4.0)
+    session.welcome((0, -600, 0))
+    timeline = Timeline(scene="dust_storm", title="Dust Storm", fps=24.0, frames=720,
+                        status="ready", pos_s=12.0, at_s=0.0)  # fmt: skip
+    session.inbox[-1]["timeline"] = timeline.to_wire()
+    session.inbox[-1]["beats"] = {"viewers": True, "count": 0}
+    app = NeonBarApp(showbase, session, name="ana", post=False)
+    showbase.taskMgr.step()
+    yield app, session, showbase
+    app.destroy()
+
+
+def _event(seq: int, rec: Any, avatar: int, cid: int | None = None) -> dict[str, Any]:
+    msg = {"t": "event", "seq": seq, "st": 0.0, "kind": "beat", "avatar": avatar,
+           "rec": rec.to_dict()}  # fmt: skip
+    if cid is not None:
+        msg["cid"] = cid
+    return msg
+
+
+def test_keys_in_the_bar_send_beats_and_committed_beats_are_drawn(bar_app) -> None:
+    app, session, base = bar_app
+    base.messenger.send("3")
+    base.messenger.send("3-up")
+    beat = [m for m in session.sent if m.get("t") == "beat"]
+    assert len(beat) == 1
+    assert beat[0]["scene"] == "dust_storm" and beat[0]["at"] == pytest.approx(12.0)
+    assert beat[0]["emotion"] == "fear" and beat[0]["intensity"] == 0.4
+    # the server commits it (and ben's, with a spot on the frame): both are drawn
+    chain = BeatChain("test")
+    mine = chain.add(validate_fields(scene="dust_storm", t_in_s=12.0, emotion_name="fear"),
+                     author="ana", role="viewer", server_ms=0)  # fmt: skip
+    his = chain.add(validate_fields(scene="dust_storm", t_in_s=20.0, t_out_s=24.0,
+                                    emotion_name="joy", intensity=1.0, point=(0.7, 0.3),
+                                    note="the haze lifts"),
+                    author="ben", role="collaborator", server_ms=0)  # fmt: skip
+    session.inbox += [_event(1, mine, 1, cid=beat[0]["cid"]), _event(2, his, 2)]
+    base.taskMgr.step()
+    ui = app.beats
+    assert ui.book.ordered() == [1, 2]
+    assert len(ui.ack_latency_s) == 1  # our own beat came back: acknowledged
+    ticks = ui._ticks
+    assert len(ticks) == 2 and all(t in app.watch.bar.marks for t in ticks)
+    fear, joy = ticks
+    assert tuple(fear.getColor())[:3] == pytest.approx(EMOTION_BY_NAME["fear"].rgb, abs=1e-3)
+    assert joy.getSx() > 5 * fear.getSx()  # a range is a bar, not a tick
+    assert joy.getSz() > fear.getSz()  # stronger: taller
+    assert fear.getX() < joy.getX()
+    # the near label names the beat at the play head, glyphs rise over both authors,
+    # a pulse marks ben's spot on the screen
+    text, _ = ui.near_text()
+    assert text.startswith("fear · ana · 12.0 s")
+    glyphs = [f for f in ui._flashes if f.avatar is not None]
+    pulses = [f for f in ui._flashes if f.avatar is None]
+    assert sorted(f.avatar for f in glyphs) == [1, 2] and len(pulses) == 1
+    left, right, bottom, top = ui.picture_rect()
+    x, _, z = pulses[0].node.getPos()
+    assert x == pytest.approx(left + 0.7 * (right - left))
+    assert z == pytest.approx(top - 0.3 * (top - bottom))
+    # Tab: a note on my last beat, as an edit
+    base.messenger.send("tab")
+    assert ui.typing and app.hud.captures_keys is False and app._typing_note()
+    ui._submit_note("that dust, finally")
+    assert not ui.typing
+    edit = session.sent[-1]
+    assert edit["t"] == "beat_edit" and edit["beat"] == 1 and edit["note"] == "that dust, finally"
+    # a delete removes the tick
+    delete = chain.delete(1, author="ana", role="viewer", server_ms=0)
+    session.inbox.append(_event(3, delete, 1))
+    base.taskMgr.step()
+    assert len(ui._ticks) == 1
+
+
+def test_pointer_goes_out_while_p_is_held_and_pins_the_beat(bar_app) -> None:
+    app, session, base = bar_app
+    ui = app.beats
+    ui._pointer_source = lambda: (0.25, 0.6)
+    base.messenger.send("p")
+    base.taskMgr.step()
+    base.messenger.send("1")
+    base.messenger.send("1-up")
+    base.messenger.send("p-up")
+    pointers = [m for m in session.sent if m.get("t") == "pointer"]
+    assert pointers[0] == {"t": "pointer", "on": True, "x": 0.25, "y": 0.6}
+    assert pointers[-1]["on"] is False
+    beat = [m for m in session.sent if m.get("t") == "beat"][-1]
+    assert (beat["x"], beat["y"]) == (0.25, 0.6)
+    # someone else's dot shows on the screen, and goes when they let go
+    session.inbox.append({"t": "pointer", "avatar": 2, "on": True, "x": 0.5, "y": 0.5})
+    base.taskMgr.step()
+    assert 2 in ui._dots
+    session.inbox.append({"t": "pointer", "avatar": 2, "on": False, "x": 0.5, "y": 0.5})
+    base.taskMgr.step()
+    assert 2 not in ui._dots
+
+
+def test_f2_opens_the_people_list_now(bar_app) -> None:
+    app, _, base = bar_app
+    assert app.hud.people.isHidden()
+    base.messenger.send("f2")
+    assert not app.hud.people.isHidden()
