@@ -225,3 +225,26 @@ def test_agreement_between_people() -> None:
     assert d.alpha is not None and d.alpha < 0.2
     assert d.timing_f1 == pytest.approx(2 * 2 / 5)
     assert B.agreement([_beat(3, "joy", "a")], 20.0).timing_f1 is None
+
+
+def test_bots_plan_beats_near_the_strong_moments() -> None:
+    moments = [(5.0, 1.0, -0.6, 0.8), (14.0, 0.5, 0.7, 0.6), (25.0, 0.8, -0.7, 0.2)]
+    rng = np.random.default_rng(3)
+    plans = [B.plan_beats(moments, 30.0, rng) for _ in range(200)]
+    flat = [p for plan in plans for p in plan]
+    # most people mark most moments, a bit after them (reaction time), never before the scene
+    assert 0.6 < len(flat) / (200 * 3) < 0.8
+    delays = []
+    for p in flat:
+        moment = min(moments, key=lambda m: abs(m[0] - p.t_s))
+        delays.append(p.t_s - moment[0])
+        assert 0.0 <= p.t_s <= 30.0 and 0.05 <= p.intensity <= 1.0
+    assert 0.4 < float(np.median(delays)) < 0.8 and min(delays) > 0
+    # they mostly agree on the emotion the screenplay puts there
+    at_5 = [p.emotion for p in flat if abs(p.t_s - 5.0) < 3]
+    top = B.nearest_emotion(-0.6, 0.8).name
+    assert top in ("fear", "anger") and at_5.count(top) / len(at_5) > 0.7
+    assert any(p.point for p in flat) and any(p.t_out_s for p in flat)
+    for p in flat:  # every plan is a valid beat
+        B.validate_fields(scene="s", t_in_s=p.t_s, t_out_s=p.t_out_s, emotion_name=p.emotion,
+                          intensity=p.intensity, point=p.point, scene_duration_s=30.0)  # fmt: skip
