@@ -833,7 +833,8 @@ def _register_wire() -> tuple[Any, Any]:
     from neonbar import protocol as p
 
     fields = {
-        "scene": p.F("str", max_len=MAX_SCENE_CHARS),
+        # A scene's name (as playback's), never a path: the server looks it up in its library.
+        "scene": p.F("str", max_len=MAX_SCENE_CHARS, pattern=r"^[a-z0-9][a-z0-9_-]*$"),
         "at": p.F("float", lo=0.0, hi=86_400.0),  # scene time, seconds
         "emotion": p.F("str", choices=EMOTION_NAMES),
         "intensity": p.F("float", required=False, lo=0.0, hi=1.0),
