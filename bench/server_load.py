@@ -35,6 +35,7 @@ import json
 import math
 import os
 import random
+import re
 import select
 import signal
 import statistics
@@ -158,8 +159,23 @@ def stop(proc: subprocess.Popen[Any], timeout_s: float = 15) -> None:
             proc.wait(5)
 
 
+def protocol_version(checkout: Path) -> int:
+    """The protocol version a checkout's server speaks (the load must say hello in it)."""
+    text = (checkout / "neonbar" / "protocol.py").read_text()
+    match = re.search(r"^PROTOCOL_VERSION = (\d+)$", text, re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"no PROTOCOL_VERSION in {checkout}/neonbar/protocol.py")
+    return int(match.group(1))
+
+
 def start_workers(
-    url: str, n: int, processes: int, max_s: float, clients: str, nice: int = 0
+    url: str,
+    n: int,
+    processes: int,
+    max_s: float,
+    clients: str,
+    nice: int = 0,
+    version: int = 0,
 ) -> list[subprocess.Popen[str]]:
     counts = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
     return [
@@ -178,6 +194,8 @@ def start_workers(
                 f"w{i}",
                 "--clients",
                 clients,
+                "--hello-version",
+                str(version or protocol_version(REPO)),
             ],
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -205,7 +223,10 @@ def measure_ours(
         server, url = start_server(Path(tmp), checkout)
         http_url = url.replace("ws://", "http://")
         # Workers run until told to stop (SIGTERM below); the duration is only a backstop.
-        workers = start_workers(url, n, processes, ramp_timeout_s + measure_s + 120, clients, nice)
+        workers = start_workers(
+            url, n, processes, ramp_timeout_s + measure_s + 120, clients, nice,
+            protocol_version(checkout),
+        )  # fmt: skip
         try:
             ramp_started = time.monotonic()
             connected, best, best_at = 0.0, 0.0, ramp_started
@@ -314,7 +335,7 @@ def worker(args: argparse.Namespace) -> int:
 
     fleet: Any
     if args.clients == "raw":
-        fleet = RawFleet(args.server, args.count, args.name_prefix)
+        fleet = RawFleet(args.server, args.count, args.name_prefix, args.hello_version)
     else:
         fleet = BotFleet(
             args.server, "load", args.count, chatty=0.0, light=True, name_prefix=args.name_prefix
@@ -403,7 +424,9 @@ class RawBot(asyncio.Protocol):
                 return
             del self.buf[: end + 4]
             self.upgraded = True
-            hello: dict[str, Any] = {"t": "hello", "v": 1, "room": "load", "name": self.name}
+            hello: dict[str, Any] = {
+                "t": "hello", "v": self.fleet.version, "room": "load", "name": self.name
+            }  # fmt: skip
             if self.resume:  # dropped (e.g. as too slow): resume like a real client
                 hello.update(resume=self.resume, since=self.last_event_seq)
             self.send(hello)
@@ -461,9 +484,10 @@ class RawBot(asyncio.Protocol):
 class RawFleet:
     """N RawBots wandering toward random targets at walking speed, one 20 Hz timer for all."""
 
-    def __init__(self, url: str, count: int, prefix: str) -> None:
+    def __init__(self, url: str, count: int, prefix: str, version: int) -> None:
         import numpy as np
 
+        self.version = version
         hostport = url.split("://", 1)[1].strip("/")
         self.host, port = hostport.rsplit(":", 1)
         self.port = int(port)
@@ -764,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=float, default=60.0, help=argparse.SUPPRESS)
     parser.add_argument("--name-prefix", default="bot", help=argparse.SUPPRESS)
+    parser.add_argument("--hello-version", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)

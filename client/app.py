@@ -453,8 +453,12 @@ class NeonBarApp:
             self.hud.add_chat(name, str(msg.get("text", "")), rgb)
         elif kind == "emote":
             partners = self.crowd.emote(avatar, str(msg.get("emote", "")), now)
-            if partners:
+            if partners and self.session is None:  # offline; online the server decides
                 self._clinked(avatar, partners)
+        elif kind == "clink":  # the server's clink rule (neonbar/clink.py)
+            partners = [int(p) for p in msg.get("with", [])]
+            self.crowd.clink(avatar, partners, now)
+            self._clinked(avatar, partners)
         elif kind == "drink":
             fig = self.crowd.figure(avatar)
             drink = {k: msg.get(k) for k in ("drink", "color", "glow", "garnish")}
@@ -687,6 +691,18 @@ def run(args: Any) -> int:
     capture.base = base
     capture.on_done = app.stop
     app.capture = capture if capture_wanted else None
+    from client.presenter import stage
+
+    finish_stage = stage(
+        app, session, tour=getattr(args, "tour", False),
+        presenter=getattr(args, "presenter", False),
+        save_session=getattr(args, "save_session", None),
+        # the join link may carry the invite token: a recording names the server only
+        header={"server": session.session.server_url, "room": session.session.room,
+                "name": name},
+    )  # fmt: skip
+    if offscreen and not capture_wanted:  # nothing to capture: run for --duration, then leave
+        base.taskMgr.doMethodLater(args.duration, lambda task: app.stop(), "neonbar-offscreen")
     session.start()
     log.info("joining %s as %s", args.server, name)
     try:
@@ -694,6 +710,7 @@ def run(args: Any) -> int:
     except SystemExit:
         pass
     finally:
+        finish_stage()
         app.destroy()
         base.destroy()
     if capture_wanted:

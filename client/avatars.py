@@ -32,6 +32,7 @@ from panda3d.core import (
 from client import fonts
 from client.shapes import MeshBuilder
 from client.world import additive, brighten
+from neonbar.clink import CLINK_RADIUS_M, CLINK_WINDOW_S
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ BUBBLE_Z = 2.32
 FADE_S = 0.6
 CHEERS_S = 1.6
 WAVE_S = 1.8
-CLINK_RADIUS_M = 2.2  # two glasses raised within this distance touch
-CLINK_WINDOW_S = 1.5  # ... when the cheers were this close together in time
 BUBBLE_S = 6.0
 GONE_S = 2.0  # after a leave, positions still buffered for that avatar are ignored this long
 DEFAULT_COLOR = "#ff8a1f"
@@ -480,8 +479,8 @@ class Crowd:
         self._cheer_t = np.full(cap, -1e9)
         self._busy: set[int] = set()
         self._fading: set[int] = set()
-        self._faces: dict[int, Any] = {}  # avatar id -> client.reactions.face.FaceRig
         self._gone: dict[int, float] = {}  # avatar id -> monotonic time until it may reappear
+        self._faces: dict[int, Any] = {}  # avatar id -> client.reactions.face.FaceRig
 
     def _light(self) -> None:
         # Avatars move, so they get real (fixed-function, per-vertex) lights: a dim cool fill,
@@ -565,11 +564,12 @@ class Crowd:
         if slot is None:
             return
         self._fade_dir[slot] = -1.0
-        self._faces.pop(avatar_id, None)
         self._fading.add(slot)
+        self._faces.pop(avatar_id, None)
         fig = self.figures[slot]
         if fig is not None:
             fig.root.setTransparency(TransparencyAttrib.MAlpha)
+
     def set_face(self, avatar_id: int, reaction: Any) -> None:
         """Show a reaction (neonbar.reaction.Reaction) on the avatar's face, eased in."""
         rig = self._faces.get(avatar_id)
@@ -584,7 +584,6 @@ class Crowd:
 
             rig = self._faces[avatar_id] = FaceRig(fig)
         rig.set(reaction)
-
 
     def figure(self, avatar_id: int) -> AvatarFigure | None:
         slot = self.slot_of.get(avatar_id)
@@ -636,6 +635,19 @@ class Crowd:
             self.clinks.append((now_s, (float(mid[0]), float(mid[1]))))
             self._flash(float(mid[0]), float(mid[1]), now_s)
         return partners
+
+    def clink(self, avatar_id: int, partners: list[int], now_s: float) -> None:
+        """Glasses touch (decided by the server): a flash between `avatar_id` and each partner."""
+        slot = self.slot_of.get(avatar_id)
+        if slot is None:
+            return
+        for other in partners:
+            other_slot = self.slot_of.get(other)
+            if other_slot is None:
+                continue
+            mid = (self._pos[slot] + self._pos[other_slot]) / 2
+            self.clinks.append((now_s, (float(mid[0]), float(mid[1]))))
+            self._flash(float(mid[0]), float(mid[1]), now_s)
 
     def _flash(self, x: float, y: float, now_s: float) -> None:
         """The clink: a burst of light where the two glasses meet."""
@@ -748,6 +760,8 @@ class Crowd:
             if not fig.busy:
                 self._busy.discard(slot)
         self._update_fades(dt_s)
+        for rig in self._faces.values():
+            rig.update(dt_s)
         self.clinks = [c for c in self.clinks if now_s - c[0] < 1.0]
         self._update_flashes(now_s)
 
@@ -760,8 +774,6 @@ class Crowd:
                 continue
             node.setScale(0.6 + 2.5 * age)
             node.setAlphaScale(max(0.0, 1.0 - age / 0.6))
-        for rig in self._faces.values():
-            rig.update(dt_s)
             keep.append((t0, node))
         self._flashes = keep
 

@@ -567,39 +567,9 @@ class AsyncSession:
         self._deliver(msg)
 
     def _apply_event(self, msg: dict[str, Any]) -> None:
-        # Copy-on-write: the app iterates `roster` from another thread (NetSession), so a
-        # change builds a new dict (and a new entry) and swaps it in with one assignment.
-        kind = msg["kind"]
-        avatar: int = msg.get("avatar", -1)  # present on every avatar event (validated)
-        if kind == "join":
-            self.roster = {
-                **self.roster,
-                avatar: {
-                    "name": msg["name"],
-                    "color": msg["color"],
-                    "role": msg["role"],
-                    "muted": False,
-                    "drink": None,
-                    "tipsy": 0.0,
-                    "tipsy_st": msg["st"],
-                },
-            }
-        elif kind == "leave":
-            self.roster = {k: v for k, v in self.roster.items() if k != avatar}
-            if avatar != self.you:
-                with self.view_lock:
-                    self.view.remove(avatar)
-        elif avatar in self.roster and kind in ("profile", "mute", "drink"):
-            entry = dict(self.roster[avatar])
-            if kind == "profile":
-                entry.update({k: msg[k] for k in ("name", "color") if k in msg})
-            elif kind == "mute":
-                entry["muted"] = msg["muted"]
-            else:
-                entry["drink"] = {k: msg[k] for k in ("drink", "color", "glow", "garnish")}
-                entry["tipsy"] = tipsy_after_drink(entry["tipsy"], entry["tipsy_st"], msg["st"])
-                entry["tipsy_st"] = msg["st"]
-            self.roster = {**self.roster, avatar: entry}
+        reaction = EVENT_REACTIONS.get(msg["kind"])
+        if reaction is not None:
+            reaction(self, msg)
 
     def _deliver(self, msg: dict[str, Any]) -> None:
         self.inbox.append(msg)
@@ -607,15 +577,74 @@ class AsyncSession:
             self.on_message(msg)
 
 
-def tipsy_level(level: float, level_st: float, now_st: float) -> float:
-    """The tipsy level now, from `level` set at server time `level_st` (docs/protocol.md:
-    it decays by 0.1 per minute)."""
-    return max(0.0, level - 0.1 * max(0.0, now_st - level_st) / 60.0)
+# ---------------------------------------------------------------------- event reactions
+#
+# What each event kind does to the session's own state (the roster, the world view); the app
+# and the bots get every event afterwards too (`on_message` / `inbox`). A feature adds its
+# reaction with `@reacts_to(KIND)` (docs/room.md). The roster is copy-on-write: the app
+# iterates it from another thread (NetSession), so a change builds a new dict and swaps it in.
+
+EventReaction = Callable[["AsyncSession", dict[str, Any]], None]
+EVENT_REACTIONS: dict[str, EventReaction] = {}
 
 
-def tipsy_after_drink(level: float, level_st: float, drink_st: float) -> float:
-    """Each drink adds 0.25 to the decayed level, capped at 1."""
-    return min(1.0, tipsy_level(level, level_st, drink_st) + 0.25)
+def reacts_to(kind: protocol.EventKind) -> Callable[[EventReaction], EventReaction]:
+    """Register the session's reaction to one event kind (one per kind)."""
+
+    def register(fn: EventReaction) -> EventReaction:
+        if kind.name in EVENT_REACTIONS and EVENT_REACTIONS[kind.name] is not fn:
+            raise ValueError(f"event kind {kind.name!r} already has a reaction")
+        EVENT_REACTIONS[kind.name] = fn
+        return fn
+
+    return register
+
+
+def _update_entry(session: AsyncSession, avatar: int, **change: Any) -> None:
+    if avatar in session.roster:
+        session.roster = {**session.roster, avatar: {**session.roster[avatar], **change}}
+
+
+@reacts_to(protocol.JOIN)
+def _on_join(session: AsyncSession, msg: dict[str, Any]) -> None:
+    session.roster = {
+        **session.roster,
+        msg["avatar"]: {
+            "name": msg["name"],
+            "color": msg["color"],
+            "role": msg["role"],
+            "muted": False,
+            "drink": None,
+            "tipsy": 0.0,
+            "tipsy_st": msg["st"],
+        },
+    }
+
+
+@reacts_to(protocol.LEAVE)
+def _on_leave(session: AsyncSession, msg: dict[str, Any]) -> None:
+    avatar = msg["avatar"]
+    session.roster = {k: v for k, v in session.roster.items() if k != avatar}
+    if avatar != session.you:
+        with session.view_lock:
+            session.view.remove(avatar)
+
+
+@reacts_to(protocol.PROFILE)
+def _on_profile(session: AsyncSession, msg: dict[str, Any]) -> None:
+    _update_entry(session, msg["avatar"], **{k: msg[k] for k in ("name", "color") if k in msg})
+
+
+@reacts_to(protocol.MUTE)
+def _on_mute(session: AsyncSession, msg: dict[str, Any]) -> None:
+    _update_entry(session, msg["avatar"], muted=msg["muted"])
+
+
+@reacts_to(protocol.DRINK)
+def _on_drink(session: AsyncSession, msg: dict[str, Any]) -> None:
+    # The server applies the tipsy model and sends the level; clients only let it decay.
+    drink = {k: msg[k] for k in ("drink", "color", "glow", "garnish")}
+    _update_entry(session, msg["avatar"], drink=drink, tipsy=msg["tipsy"], tipsy_st=msg["st"])
 
 
 def split_join_link(url: str) -> tuple[str, str | None, str | None]:

@@ -21,7 +21,10 @@ from typing import Any
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 1
+from neonbar.looks import shipped_looks
+from neonbar.text import TextRefused, check_chat, check_name
+
+PROTOCOL_VERSION = 2
 
 # Client -> server frame cap; the server tells clients in `welcome.limits`.
 MAX_CLIENT_FRAME_BYTES = 4096
@@ -142,38 +145,131 @@ CLIENT_MESSAGES: dict[str, dict[str, F]] = {
     },
     "kick": {"avatar": F("int", lo=0, hi=65535)},
     "mute": {"avatar": F("int", lo=0, hi=65535), "muted": F("bool")},
-    "look": {"look": F("str", max_len=64, pattern=r"^[A-Za-z0-9_.-]+$")},
+    "look": {"look": F("str", choices=shipped_looks())},
     "bye": {},
 }
 
 _AVATAR = F("int", lo=0, hi=65535)
-EVENT_KINDS: dict[str, dict[str, F]] = {
-    "join": {
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """One kind of reliable event: a typed record the server, the client and the bots share.
+
+    `fields` is the schema of the event's own fields (besides t, seq, st and kind); `kept`
+    says whether the room's storage keeps it for later reading (exports, reports, replays).
+    The server builds events with `record()`, which checks them against the schema, so what
+    is sent is what every peer validates.
+    """
+
+    name: str
+    fields: Mapping[str, F]
+    kept: bool = False
+    doc: str = ""
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """The event's fields, checked: raises ValueError for a field the schema refuses."""
+        try:
+            checked = _check_fields(f"event {self.name}", self.fields, fields)
+        except ProtocolError as exc:
+            raise ValueError(exc.message) from None
+        unknown = fields.keys() - self.fields.keys()
+        if unknown:
+            raise ValueError(f"event {self.name}: no field {', '.join(sorted(unknown))}")
+        return checked
+
+
+# Registries: a feature adds its client messages and event kinds here (docs/room.md).
+EVENT_KINDS: dict[str, EventKind] = {}
+
+
+def event_kind(
+    name: str, fields: Mapping[str, F], *, kept: bool = False, doc: str = ""
+) -> EventKind:
+    """Register (or return the identical registration of) one event kind."""
+    kind = EventKind(name, dict(fields), kept, doc)
+    known = EVENT_KINDS.get(name)
+    if known is not None and (known.fields != kind.fields or known.kept != kind.kept):
+        raise ValueError(f"event kind {name!r} is already registered differently")
+    return EVENT_KINDS.setdefault(name, kind)
+
+
+def client_message(name: str, fields: Mapping[str, F]) -> str:
+    """Register one client -> server message type (its schema); returns its name."""
+    known = CLIENT_MESSAGES.get(name)
+    if known is not None and known != dict(fields):
+        raise ValueError(f"client message {name!r} is already registered differently")
+    CLIENT_MESSAGES[name] = dict(fields)
+    return name
+
+
+def server_message(name: str, fields: Mapping[str, F]) -> str:
+    """Register one server -> client message type other than an event; returns its name."""
+    known = SERVER_MESSAGES.get(name)
+    if known is not None and known != dict(fields):
+        raise ValueError(f"server message {name!r} is already registered differently")
+    SERVER_MESSAGES[name] = dict(fields)
+    return name
+
+
+def welcome_field(name: str, spec: F) -> str:
+    """Register a field a feature adds to `welcome` (optional: older servers omit it)."""
+    if spec.required:
+        raise ValueError(f"welcome field {name!r} must be optional (required=False)")
+    fields = SERVER_MESSAGES["welcome"]
+    known = fields.get(name)
+    if known is not None and known != spec:
+        raise ValueError(f"welcome field {name!r} is already registered differently")
+    fields[name] = spec
+    return name
+
+
+JOIN = event_kind(
+    "join",
+    {
         "avatar": _AVATAR,
         "name": F("str", max_len=MAX_NAME_CHARS),
         "color": F("color"),
         "role": F("str", choices=ROLES),
     },
-    "leave": {"avatar": _AVATAR, "reason": F("str", choices=LEAVE_REASONS)},
-    "chat": {"avatar": _AVATAR, "text": F("str", max_len=MAX_CHAT_CHARS)},
-    "emote": {"avatar": _AVATAR, "emote": F("str", choices=EMOTES)},
-    "drink": {
+    doc="an avatar entered the room",
+)
+LEAVE = event_kind(
+    "leave",
+    {"avatar": _AVATAR, "reason": F("str", choices=LEAVE_REASONS)},
+    doc="an avatar is gone for good",
+)
+CHAT = event_kind("chat", {"avatar": _AVATAR, "text": F("str", max_len=MAX_CHAT_CHARS)}, kept=True)
+EMOTE = event_kind("emote", {"avatar": _AVATAR, "emote": F("str", choices=EMOTES)}, kept=True)
+CLINK = event_kind(
+    "clink",
+    {"avatar": _AVATAR, "with": F("ints", max_len=64)},
+    doc="glasses touch: decided by the server from positions when someone cheers",
+)
+DRINK = event_kind(
+    "drink",
+    {
         "avatar": _AVATAR,
         "drink": F("str", max_len=32),
         "color": F("color"),
         "glow": F("float", lo=0.0, hi=1.0),
         "garnish": F("str", choices=GARNISHES),
+        "tipsy": F("float", lo=0.0, hi=1.0),
     },
-    "profile": {
+    kept=True,
+)
+PROFILE = event_kind(
+    "profile",
+    {
         "avatar": _AVATAR,
         "name": F("str", required=False, max_len=MAX_NAME_CHARS),
         "color": F("color", required=False),
     },
-    "mute": {"avatar": _AVATAR, "muted": F("bool"), "by": _AVATAR},
-    "kick": {"avatar": _AVATAR, "by": _AVATAR},
-    "look": {"look": F("str", max_len=64), "by": _AVATAR},
-    "system": {"text": F("str", max_len=MAX_CHAT_CHARS)},
-}
+)
+MUTE = event_kind("mute", {"avatar": _AVATAR, "muted": F("bool"), "by": _AVATAR}, kept=True)
+KICK = event_kind("kick", {"avatar": _AVATAR, "by": _AVATAR}, kept=True)
+LOOK = event_kind("look", {"look": F("str", choices=shipped_looks()), "by": _AVATAR}, kept=True)
+SYSTEM = event_kind("system", {"text": F("str", max_len=MAX_CHAT_CHARS)})
 
 # server -> client
 SERVER_MESSAGES: dict[str, dict[str, F]] = {
@@ -191,7 +287,7 @@ SERVER_MESSAGES: dict[str, dict[str, F]] = {
         "pos": F("ints", max_len=3),
         "avatars": F("any"),  # list of roster entries, see docs/protocol.md
         "limits": F("any"),  # map of limit name -> number
-        "look": F("str", max_len=64),
+        "look": F("str", choices=shipped_looks()),
         "layout": F("str", max_len=128),
     },
     "snap": {
@@ -205,7 +301,7 @@ SERVER_MESSAGES: dict[str, dict[str, F]] = {
     "event": {
         "seq": F("int", lo=1, hi=2**53),
         "st": F("float"),
-        "kind": F("str", choices=tuple(EVENT_KINDS)),
+        "kind": F("str", max_len=32),
         # the remaining fields depend on kind (EVENT_KINDS) and are checked there
     },
     "pong": {"ct": F("float"), "st": F("float")},
@@ -241,8 +337,12 @@ def _check_field(msg_type: str, name: str, spec: F, value: Any) -> Any:
             raise _fail(msg_type, f"{name} must be a string")
         if not value.strip():
             raise _fail(msg_type, f"{name} must not be empty")
-        if any(ord(c) < 32 and c not in "\t" for c in value):
-            raise _fail(msg_type, f"{name} contains control characters")
+        try:
+            # Fields called "name" follow the name rules, all other text the chat rules
+            # (neonbar/text.py): nothing that hides or reorders text, no invisible names.
+            (check_name if name == "name" else check_chat)(value)
+        except TextRefused as exc:
+            raise _fail(msg_type, f"{name}: {exc}") from None
         if spec.choices is not None and value not in spec.choices:
             raise _fail(msg_type, f"{name} must be one of {', '.join(spec.choices)}")
         if spec.pattern is not None and not re.match(spec.pattern, value):
@@ -273,6 +373,16 @@ def _check_field(msg_type: str, name: str, spec: F, value: Any) -> Any:
     return value
 
 
+def _check_fields(msg_type: str, schema: Mapping[str, F], msg: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in schema.items():
+        if name in msg:
+            out[name] = _check_field(msg_type, name, spec, msg[name])
+        elif spec.required:
+            raise _fail(msg_type, f"missing field {name}")
+    return out
+
+
 def _validate(msg: Any, schemas: Mapping[str, Mapping[str, F]]) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise ProtocolError(ErrorCode.BAD_FRAME, "a frame must hold one MessagePack map")
@@ -280,19 +390,12 @@ def _validate(msg: Any, schemas: Mapping[str, Mapping[str, F]]) -> dict[str, Any
     if not isinstance(msg_type, str) or msg_type not in schemas:
         shown = msg_type if isinstance(msg_type, str) and len(msg_type) <= 32 else "?"
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown!r}")
-    out: dict[str, Any] = {"t": msg_type}
-    for name, spec in schemas[msg_type].items():
-        if name in msg:
-            out[name] = _check_field(msg_type, name, spec, msg[name])
-        elif spec.required:
-            raise _fail(msg_type, f"missing field {name}")
+    out: dict[str, Any] = {"t": msg_type, **_check_fields(msg_type, schemas[msg_type], msg)}
     if msg_type == "event":
-        kind_schema = EVENT_KINDS[out["kind"]]
-        for name, spec in kind_schema.items():
-            if name in msg:
-                out[name] = _check_field(f"event {out['kind']}", name, spec, msg[name])
-            elif spec.required:
-                raise _fail("event", f"{out['kind']} event is missing {name}")
+        kind = EVENT_KINDS.get(out["kind"])
+        if kind is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "event: unknown kind", ref="event")
+        out.update(_check_fields(f"event {kind.name}", kind.fields, msg))
     # Unknown keys are dropped, not refused: newer peers may add optional fields.
     return out
 
@@ -329,21 +432,50 @@ def _unpack(data: bytes, max_bytes: int) -> Any:
         raise ProtocolError(ErrorCode.BAD_FRAME, reason) from None
 
 
+# Feature modules in neonbar/ that register schemas (client messages, event kinds, server
+# messages, welcome fields) when imported. Every peer that decodes loads them first, so the
+# server, the client and the bots always know the same messages (docs/room.md).
+SCHEMA_MODULES: tuple[str, ...] = (
+    "neonbar.playback",  # timeline messages and the timeline event
+    "neonbar.beats",  # beat messages and the beat event
+    "neonbar.reaction",  # reactions, faces, branch events
+)
+_schemas_loaded = False
+
+
+def load_schemas() -> None:
+    """Import every schema module once (they register themselves)."""
+    global _schemas_loaded
+    if _schemas_loaded:
+        return
+    _schemas_loaded = True
+    import importlib
+
+    for name in SCHEMA_MODULES:
+        importlib.import_module(name)
+
+
 def decode_client(data: bytes, max_bytes: int = MAX_CLIENT_FRAME_BYTES) -> dict[str, Any]:
     """Decode and validate a client -> server frame. Raises only ProtocolError."""
+    if not _schemas_loaded:
+        load_schemas()
     return _validate(_unpack(data, max_bytes), CLIENT_MESSAGES)
 
 
 def decode_server(data: bytes, max_bytes: int = MAX_SERVER_FRAME_BYTES) -> dict[str, Any]:
     """Decode and validate a server -> client frame. Raises only ProtocolError."""
+    if not _schemas_loaded:
+        load_schemas()
     return _validate(_unpack(data, max_bytes), SERVER_MESSAGES)
 
 
 def validate_client(msg: Any) -> dict[str, Any]:
+    load_schemas()
     return _validate(msg, CLIENT_MESSAGES)
 
 
 def validate_server(msg: Any) -> dict[str, Any]:
+    load_schemas()
     return _validate(msg, SERVER_MESSAGES)
 
 
@@ -425,3 +557,46 @@ def error_message(exc: ProtocolError) -> dict[str, Any]:
 
 
 Validator = Callable[[Any], dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------- fast path
+
+
+def fast_decoder(msg_type: str) -> Callable[[Any], dict[str, Any] | None]:
+    """A short decoder for a frequent message whose fields are all required integers.
+
+    Derived from the message's schema (its fields, ranges and the size of its largest frame),
+    so it cannot drift from `decode_client`: it returns a message only for a frame that
+    `decode_client` would return unchanged, and None for anything else, which then takes the
+    full path and gets the proper error.
+    """
+    schema = CLIENT_MESSAGES[msg_type]
+    if not all(spec.kind == "int" and spec.required for spec in schema.values()):
+        raise ValueError(f"{msg_type}: only messages of required integers have a fast path")
+    keys = frozenset(("t", *schema))
+    bounds = tuple(
+        (name, int(spec.lo if spec.lo is not None else -(2**63)),
+         int(spec.hi if spec.hi is not None else 2**64 - 1))
+        for name, spec in schema.items()
+    )  # fmt: skip
+    # The largest valid frame: a map header, "t" and its value, every key and a 9-byte integer.
+    max_bytes = len(encode({"t": msg_type})) + sum(len(msgpack.packb(k)) + 9 for k in schema)
+    unpackb = msgpack.unpackb
+    map_len = len(keys)
+
+    def decode(raw: Any) -> dict[str, Any] | None:
+        if type(raw) is not bytes or len(raw) > max_bytes:
+            return None
+        try:
+            msg = unpackb(raw, raw=False, strict_map_key=True, max_map_len=map_len, max_ext_len=0)
+        except Exception:  # garbage: the full path reports it
+            return None
+        if type(msg) is not dict or msg.keys() != keys or msg["t"] != msg_type:
+            return None
+        for name, lo, hi in bounds:
+            value = msg[name]
+            if type(value) is not int or not lo <= value <= hi:
+                return None
+        return msg
+
+    return decode

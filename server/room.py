@@ -1,40 +1,46 @@
-"""A room: its avatars, its 20 Hz tick, its reliable events.
+"""A room: its avatars, its 20 Hz tick, its reliable events. Sans-I/O.
 
 The lifecycle reads like a Colyseus room:
 
-    on_create   load the room's record (look, last event seq), start the tick
+    on_create   load the room's record (look, last event seq); features load their state
     on_auth     check a hello: invite token or resume token -> who may enter, as what
     on_join     place the avatar (or reattach it), send `welcome`, announce it
-    on_message  one validated client message
+    on_message  one validated client message, handed to the handler registered for its type
     on_leave    the avatar is gone for good (bye, kicked, resume window over)
-    on_dispose  nobody left: stop the tick, save the record
+    on_dispose  nobody left: save the record
 
 A disconnect without `bye` is not a leave: the avatar stays, away, for the resume window.
 
-Nothing here awaits: frames are written without blocking (`Session.write`), as
-`websockets.broadcast` does, so one slow client never stalls a tick; the write buffer is watched
-instead (snapshots skipped past 64 KB, the client dropped past 1 MB).
+The room never touches a socket, a clock or an event loop. Time comes in as arguments
+(`receive(session, raw, now_s)`, `step(now_s)`) or from the host's clock; everything it sends,
+broadcasts or closes goes to the host's outbox (`Outbox`), which the delivery layer
+(server/delivery.py) implements over websockets and `RecordingOutbox` (server/recording.py)
+implements as lists, so tests and the fuzz target drive a real room with no sockets.
+
+Behaviour comes in features (`Feature`, server/features.py): each registers handlers for its
+message types, may add its part to `welcome` and may react to joins, leaves and ticks. How to
+add one: docs/room.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 import secrets
-import time
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
-from websockets.asyncio.server import ServerConnection
-from websockets.protocol import State
 
 from neonbar.interest import MAX_AVATAR_IDS, SnapshotEncoder
+from neonbar.layout import Layout
 from neonbar.protocol import (
+    CLIENT_MESSAGES,
     CM_PER_M,
+    JOIN,
+    LEAVE,
     MAX_CHAT_CHARS,
     MAX_CLIENT_FRAME_BYTES,
     PROTOCOL_VERSION,
@@ -42,33 +48,27 @@ from neonbar.protocol import (
     YAW_UNITS,
     CloseCode,
     ErrorCode,
+    EventKind,
     ProtocolError,
+    decode_client,
     encode,
+    error_message,
+    fast_decoder,
 )
 from neonbar.ratelimit import ConnectionLimits
 from neonbar.tokens import TokenError, verify
+from server.metrics import ServerMetrics
 from server.movement import MoveValidator
-from server.sender import WriteGate
-from server.snapshots import (
-    YOU_TAIL_BYTES,
-    can_write_directly,
-    frame_batch,
-    frame_header,
-    snapshot_head,
-    snapshot_prefix,
-    write_binary_frame,
-    you_tails,
-)
-from server.storage import KEPT_EVENT_KINDS
-
-if TYPE_CHECKING:
-    from server.app import SessionServer
+from server.snapshots import snapshot_head, snapshot_prefix, you_tails
+from server.storage import Storage
 
 log = logging.getLogger("neonbar.server")
 
 PALETTE = ("#ff8a1f", "#ff2d55", "#2de2ff", "#b13dff", "#39ff88", "#ffd23f", "#ff3fb4", "#5b8cff")
-TIPSY_PER_DRINK = 0.25
-TIPSY_DECAY_PER_S = 0.1 / 60  # 0.1 per minute (docs/protocol.md)
+
+# The most frequent message (`input`, 20 Hz per client) takes a short decoder derived from its
+# schema; anything it does not take goes through decode_client and gets the proper error.
+fast_input = fast_decoder("input")
 
 
 @dataclass
@@ -113,29 +113,55 @@ class JoinRefused(Exception):
         self.reason = reason
 
 
-def _header_size(frame: bytes) -> int:
-    """The header size of an unmasked server frame (from its 7-bit length code)."""
-    code = frame[1] & 0x7F
-    return 2 if code < 126 else 4 if code == 126 else 10
+# --------------------------------------------------------------------------- host interface
 
 
-def write_frame(conn: ServerConnection, frame: bytes) -> bool:
-    """Queue a binary frame without awaiting (no backpressure; callers check the buffer)."""
-    if conn.protocol.state is not State.OPEN:
-        return False
-    try:
-        conn.protocol.send_binary(frame)
-        conn.send_data()
-    except Exception:  # the transport is going away; the handler will notice
-        return False
-    return True
+class Link(Protocol):
+    """The delivery layer's handle on one connection, as the room sees it."""
+
+    closing: bool  # set once a close was asked for: nothing more is written or handled
+
+    @property
+    def peer(self) -> str: ...
 
 
-def buffered_bytes(conn: ServerConnection) -> int:
-    try:
-        return conn.transport.get_write_buffer_size()
-    except Exception:
-        return 0
+class Outbox(Protocol):
+    """Where a room's output goes. Frames are MessagePack payloads (one message each).
+
+    Reliable frames (`send`, `broadcast`, `replay`) are never skipped: a link that cannot keep
+    up is closed with 4408 by the outbox (the slow-client policy lives there), and the client
+    resumes from its last event seq. Snapshots may be skipped.
+    """
+
+    def send(self, link: Any, frame: bytes) -> bool: ...
+    def broadcast(self, links: Sequence[Any], frame: bytes) -> int: ...
+    def replay(self, link: Any, frames: Iterator[bytes]) -> None: ...
+    def close(self, link: Any, code: CloseCode, reason: str) -> None: ...
+    def snapshot_states(self, links: Sequence[Any]) -> np.ndarray: ...
+    def write_snapshots(
+        self,
+        links: Sequence[Any],
+        states: np.ndarray,
+        prefixes: Sequence[bytes],
+        client_group: np.ndarray,
+        tails: np.ndarray,
+    ) -> int: ...
+
+
+class RoomHost(Protocol):
+    """What a room needs from the process around it: a clock, storage, metrics, an outbox."""
+
+    layout: Layout
+    config: RoomConfig
+    secret: bytes
+    storage: Storage
+    metrics: ServerMetrics
+    out: Outbox
+
+    def now_s(self) -> float: ...
+
+
+# ----------------------------------------------------------------------------------- records
 
 
 @dataclass
@@ -157,69 +183,24 @@ class Avatar:
     resume_token: str
     name_fixed: bool = False
     muted: bool = False
-    drink: dict[str, Any] | None = None
-    tipsy_level: float = 0.0
-    tipsy_at_s: float = 0.0
     session: Session | None = None
     away_since_s: float | None = None
-
-    def tipsy(self, now_s: float) -> float:
-        return max(0.0, self.tipsy_level - TIPSY_DECAY_PER_S * (now_s - self.tipsy_at_s))
-
-    def roster_entry(self, now_s: float) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "color": self.color,
-            "role": self.role,
-            "muted": self.muted,
-            "drink": self.drink,
-            "tipsy": round(self.tipsy(now_s), 3),
-        }
+    # Features keep their per-avatar state here, under their own name.
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
 class Session:
-    """One open connection attached to an avatar."""
+    """One open connection attached to an avatar; `link` is the delivery layer's handle."""
 
-    conn: ServerConnection
+    link: Any
     avatar: Avatar
     limits: ConnectionLimits
-    skipped: int = 0
     errors: int = 0
-    closing: bool = False
-    direct: bool = False  # snapshot frames may bypass the generic frame writer
-    gate: WriteGate | None = None  # the connection's write gate (server/sender.py), if any
-
-    def __post_init__(self) -> None:
-        self.direct = can_write_directly(self.conn)
-        transport = getattr(self.conn, "transport", None)
-        self.gate = transport if type(transport) is WriteGate else None
-
-    def send_state(self) -> int:
-        """Bytes waiting to be written to this client; -1 when it cannot take a frame now.
-
-        0 with a gate means idle: its snapshot may go to the sender thread.
-        """
-        if self.closing or self.conn.protocol.state is not State.OPEN:
-            return -1
-        if self.gate is not None:
-            return self.gate.send_state()
-        return buffered_bytes(self.conn)
-
-    def write(self, frame: bytes) -> bool:
-        """Queue one frame without awaiting; frames leave in the order they are written."""
-        if self.direct:
-            return write_binary_frame(self.conn, frame)
-        return write_frame(self.conn, frame)
 
     @property
-    def peer(self) -> str:
-        try:
-            host, port = self.conn.remote_address[:2]
-            return f"{host}:{port}"
-        except Exception:
-            return "?"
+    def closing(self) -> bool:
+        return bool(self.link.closing)
 
 
 class EventLog:
@@ -245,6 +226,115 @@ class EventLog:
         return (frame for i, (_, frame) in enumerate(self._ring) if i >= skip)
 
 
+# ----------------------------------------------------------------------------------- features
+
+Handler = Callable[[Session, dict[str, Any], float], None]
+_H = TypeVar("_H", bound=Callable[..., None])
+
+
+def handles(msg_type: str) -> Callable[[_H], _H]:
+    """Mark a Feature method as the handler of one client message type.
+
+    The method is called as `handler(session, msg, now_s)` with a validated message; it
+    refuses with `ProtocolError` (the sender gets an `error`, the connection stays).
+    """
+
+    def mark(fn: _H) -> _H:
+        fn._handles = msg_type  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Feature:
+    """One slice of room behaviour: handlers for its messages, its state, its hooks.
+
+    A room makes one instance of every registered feature (server/features.py). The hooks run
+    in registration order; override only the ones you need.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+
+    def on_create(self) -> None:
+        """The room exists (its record is loaded): load this feature's state."""
+
+    def welcome(self, avatar: Avatar, now_s: float) -> Mapping[str, Any]:
+        """Fields this feature adds to `welcome` (new keys only)."""
+        return {}
+
+    def roster(self, avatar: Avatar, now_s: float) -> Mapping[str, Any]:
+        """Fields this feature adds to the avatar's entry in `welcome.avatars`."""
+        return {}
+
+    def on_join(self, session: Session, resumed: bool, now_s: float) -> None:
+        """After `welcome` went to `session` (and, on a resume, the events it missed)."""
+
+    def on_leave(self, avatar: Avatar, reason: str) -> None:
+        """The avatar is gone for good (already out of `room.avatars`)."""
+
+    def on_tick(self, now_s: float) -> None:
+        """Once per tick, after movement, before snapshots."""
+
+    def on_dispose(self) -> None:
+        """The room is going away: save this feature's state."""
+
+
+FEATURES: dict[str, type[Feature]] = {}
+_HANDLED_BY: dict[str, str] = {}  # message type -> feature name
+
+
+def register_feature(cls: type[Feature]) -> type[Feature]:
+    """Class decorator: every room from now on gets this feature.
+
+    Refuses a feature without a name, a handler for a message type without a schema
+    (neonbar.protocol.client_message) and a second handler for the same type.
+    """
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no name")
+    known = FEATURES.get(cls.name)
+    if known is not None and known.__qualname__ != cls.__qualname__:
+        raise ValueError(f"a feature named {cls.name!r} is already registered")
+    for attr in vars(cls).values():
+        msg_type = getattr(attr, "_handles", None)
+        if msg_type is None:
+            continue
+        if msg_type not in CLIENT_MESSAGES:
+            raise ValueError(f"{cls.name}: no schema for message type {msg_type!r}")
+        owner = _HANDLED_BY.get(msg_type)
+        if owner is not None and owner != cls.name:
+            raise ValueError(f"{msg_type!r} is already handled by feature {owner!r}")
+        _HANDLED_BY[msg_type] = cls.name
+    FEATURES[cls.name] = cls
+    return cls
+
+
+@register_feature
+class Core(Feature):
+    """The messages every room speaks: hello (refused once joined), input, ping, bye."""
+
+    name = "core"
+
+    @handles("hello")
+    def on_hello(self, session: Session, msg: dict[str, Any], now_s: float) -> None:
+        raise ProtocolError(ErrorCode.BAD_STATE, "already joined: hello is sent once", "hello")
+
+    @handles("input")
+    def on_input(self, session: Session, msg: dict[str, Any], now_s: float) -> None:
+        self.room.on_input(session, msg, now_s)
+
+    @handles("ping")
+    def on_ping(self, session: Session, msg: dict[str, Any], now_s: float) -> None:
+        self.room.send(session, {"t": "pong", "ct": msg["ct"], "st": now_s})
+
+    @handles("bye")
+    def on_bye(self, session: Session, msg: dict[str, Any], now_s: float) -> None:
+        self.room.on_leave(session.avatar, "left")
+        self.room.close_session(session, CloseCode.NORMAL, "bye")
+
+
 def check_invite(hello: dict[str, Any], room: str, secret: bytes, open_rooms: bool) -> Grant:
     """Who a hello's invite token (or an open server) lets in. Raises JoinRefused."""
     token = hello.get("token")
@@ -263,19 +353,23 @@ def check_invite(hello: dict[str, Any], room: str, secret: bytes, open_rooms: bo
     raise JoinRefused(CloseCode.AUTH_FAILED, "an invite token is required")
 
 
+# --------------------------------------------------------------------------------------- room
+
+
 class Room:
-    def __init__(self, name: str, server: SessionServer) -> None:
+    def __init__(self, name: str, host: RoomHost) -> None:
+        from server.features import load_features
+
+        load_features()
         self.name = name
-        self.server = server
-        self.config: RoomConfig = server.config
-        self.layout = server.layout
-        self.metrics = server.metrics
-        self.storage = server.storage
+        self.host = host
+        self.config: RoomConfig = host.config
+        self.layout = host.layout
+        self.metrics = host.metrics
+        self.storage = host.storage
+        self.out = host.out
         self.avatars: dict[int, Avatar] = {}
-        self.sessions: dict[int, Session] = {}
-        # The same keys in the same order: each session's write gate (None without one), and
-        # the gate's socket descriptor by avatar id, so a tick touches few objects per client.
-        self.gates: dict[int, WriteGate | None] = {}
+        self.sessions: dict[int, Session] = {}  # by avatar id
         self.resume_tokens: dict[str, Avatar] = {}
         self.look = self.config.default_look
         self.events = EventLog(0, self.config.event_ring)
@@ -302,15 +396,26 @@ class Room:
         ring = self.encoder.sent_slots
         self.sent_tick = np.zeros((0, ring), dtype=np.int64)
         self.sent_cell = np.zeros((0, ring), dtype=np.int64)
-        self.gate_fd = np.zeros(0, dtype=np.int32)
         self._grow(256)
         self._ids = np.zeros(0, dtype=np.int64)  # present avatar ids, sorted
         self._free_ids: list[int] = []  # heap of ids free for reuse
         self._cooling_ids: deque[tuple[float, int]] = deque()  # (free again at, id)
         self._next_id = 1
-        self._task: asyncio.Task[None] | None = None
         self._rng = np.random.default_rng()
         self.disposed = False
+        self.features: dict[str, Feature] = {name: cls(self) for name, cls in FEATURES.items()}
+        self.handlers: dict[str, Handler] = {}
+        for feature in self.features.values():
+            for attr_name, attr in vars(type(feature)).items():
+                msg_type = getattr(attr, "_handles", None)
+                if msg_type is not None:
+                    self.handlers[msg_type] = getattr(feature, attr_name)
+        self._tickers = [
+            f for f in self.features.values() if type(f).on_tick is not Feature.on_tick
+        ]
+
+    def now_s(self) -> float:
+        return self.host.now_s()
 
     # --------------------------------------------------------------------------- lifecycle
 
@@ -318,9 +423,8 @@ class Room:
         record = self.storage.load_room(self.name, self.config.default_look)
         self.look = record.look
         self.events = EventLog(record.last_seq, self.config.event_ring)
-        self._task = asyncio.get_running_loop().create_task(
-            self._run_ticks(), name=f"room {self.name} tick"
-        )
+        for feature in self.features.values():
+            feature.on_create()
         self.metrics.rooms.inc()
         log.info("room %s created (look %s, seq %d)", self.name, self.look, self.events.seq)
 
@@ -332,35 +436,34 @@ class Room:
             if avatar is not None:
                 # The resume token is a capability minted for this avatar: no invite needed.
                 return Grant(avatar.role, avatar.name, avatar.name_fixed, resume_of=avatar)
-        return check_invite(hello, self.name, self.server.secret, self.config.open_rooms)
+        return check_invite(hello, self.name, self.host.secret, self.config.open_rooms)
 
-    def on_join(self, conn: ServerConnection, hello: dict[str, Any], grant: Grant) -> Session:
-        now_s = self.server.now_s()
+    def on_join(self, link: Any, hello: dict[str, Any], grant: Grant, now_s: float) -> Session:
         limits = ConnectionLimits(self.config.msgs_per_s, self.config.burst, now_s=now_s)
         avatar = grant.resume_of
         if avatar is not None:
             old = avatar.session
             if old is not None:
-                self._detach(old)
+                self._detach(old, now_s)
                 self.close_session(
                     old, CloseCode.REPLACED, "another connection resumed this avatar"
                 )
-            session = self._attach(conn, avatar, limits, now_s)
-            self._send_welcome(session, resumed=True)
+            session = self._attach(link, avatar, limits, now_s)
+            self._send_welcome(session, True, now_s)
             since = hello.get("since")
-            replayed = 0
             if since is not None:
-                for frame in self.events.since(int(since)):
-                    session.write(frame)
-                    replayed += 1
+                self.out.replay(link, self.events.since(int(since)))
+            for feature in self.features.values():
+                feature.on_join(session, True, now_s)
             log.info(
-                "resumed avatar %d %r in %s from %s (%d events replayed)",
-                avatar.id, avatar.name, self.name, session.peer, replayed,
+                "resumed avatar %d %r in %s from %s (since %s)",
+                avatar.id, avatar.name, self.name, link.peer, since,
             )  # fmt: skip
             return session
         if len(self.avatars) >= self.config.max_avatars:
             raise JoinRefused(CloseCode.ROOM_FULL, f"room {self.name} is full")
         avatar_id = self._allocate_id(now_s)
+        self.moves.forget(avatar_id)  # a full distance budget, no previous claim
         if avatar_id >= len(self.pos_m):
             self._grow(min(MAX_AVATAR_IDS, 2 * len(self.pos_m)))
         color = hello.get("color") or PALETTE[avatar_id % len(PALETTE)]
@@ -380,34 +483,39 @@ class Room:
         self.yaw[avatar_id] = round(self.layout.spawn_yaw_deg / 360.0 * YAW_UNITS) % YAW_UNITS
         self._ids = np.array(sorted(self.avatars), dtype=np.int64)
         self.metrics.avatars.inc()
-        session = self._attach(conn, avatar, limits, now_s)
-        self._send_welcome(session, resumed=False)
-        self.emit("join", avatar=avatar.id, name=avatar.name, color=avatar.color, role=avatar.role)
+        session = self._attach(link, avatar, limits, now_s)
+        self._send_welcome(session, False, now_s)
+        self.emit(JOIN, avatar=avatar.id, name=avatar.name, color=avatar.color, role=avatar.role)
+        for feature in self.features.values():
+            feature.on_join(session, False, now_s)
         log.info(
             "join: avatar %d %r (%s) in %s from %s",
-            avatar.id, avatar.name, avatar.role, self.name, session.peer,
+            avatar.id, avatar.name, avatar.role, self.name, link.peer,
         )  # fmt: skip
         return session
 
     def on_leave(self, avatar: Avatar, reason: str) -> None:
         if self.avatars.pop(avatar.id, None) is None:
             return
+        now_s = self.now_s()
         if avatar.session is not None:
-            self._detach(avatar.session)
+            self._detach(avatar.session, now_s)
         self.resume_tokens.pop(avatar.resume_token, None)
         self.pending.pop(avatar.id, None)
         self._ids = np.array(sorted(self.avatars), dtype=np.int64)
         # Ids come back only after the resume window, so a late snapshot or event about the old
         # avatar can never be mistaken for a newcomer.
-        self._cooling_ids.append((self.server.now_s() + self.config.resume_window_s, avatar.id))
+        self._cooling_ids.append((now_s + self.config.resume_window_s, avatar.id))
         self.metrics.avatars.dec()
-        self.emit("leave", avatar=avatar.id, reason=reason)
+        self.emit(LEAVE, avatar=avatar.id, reason=reason)
+        for feature in self.features.values():
+            feature.on_leave(avatar, reason)
         log.info("leave: avatar %d %r from %s (%s)", avatar.id, avatar.name, self.name, reason)
 
     def on_dispose(self) -> None:
         self.disposed = True
-        if self._task is not None:
-            self._task.cancel()
+        for feature in self.features.values():
+            feature.on_dispose()
         self.storage.save_room(self.name, self.look, self.events.seq)
         self.metrics.rooms.dec()
         log.info("room %s disposed", self.name)
@@ -415,168 +523,133 @@ class Room:
     def on_disconnect(self, session: Session) -> None:
         """The connection ended without `bye`: the avatar stays, away, for the resume window."""
         avatar = session.avatar
-        if self.server.collector is not None:
-            self.server.collector.note_disconnect()
         if avatar.session is session:
-            self._detach(session)
+            self._detach(session, self.now_s())
             if avatar.id in self.avatars:
-                log.info(
-                    "away: avatar %d %r in %s (code %s)",
-                    avatar.id, avatar.name, self.name, session.conn.close_code,
-                )  # fmt: skip
+                log.info("away: avatar %d %r in %s", avatar.id, avatar.name, self.name)
 
     # ---------------------------------------------------------------------------- messages
 
-    def on_message(self, session: Session, msg: dict[str, Any], now_s: float | None = None) -> None:
+    def receive(self, session: Session, raw: bytes | str, now_s: float) -> None:
+        """One inbound frame: rate limits, decoding, validation, then its handler.
+
+        Never raises: a refusal goes back as an `error` (the connection stays), abuse closes
+        the connection, and a bug in a handler is logged and counted.
+        """
+        if session.closing:
+            return  # drain until the close completes
+        limits = session.limits
+        accepted, flooding = limits.on_message(now_s)
+        if flooding:
+            log.warning("flood from %s (avatar %d): closing", session.link.peer, session.avatar.id)
+            self.close_session(session, CloseCode.FLOOD, "far over the rate limit")
+            return
+        try:
+            if not accepted:
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")
+            # A text frame (str) is passed on purpose: decode_client refuses it with BAD_FRAME.
+            msg = fast_input(raw) or decode_client(raw, self.config.max_frame_bytes)  # type: ignore[arg-type]
+            self.on_message(session, msg, now_s)
+        except ProtocolError as exc:
+            self.report(session, exc)
+            if exc.code != ErrorCode.RATE_LIMITED and limits.on_invalid(now_s):
+                log.warning("too many invalid frames from %s: closing", session.link.peer)
+                self.close_session(session, CloseCode.POLICY, "too many invalid frames")
+        except Exception:
+            # A bug in handling one message must not end the connection or the room.
+            self.metrics.exceptions.inc()
+            log.exception("handling a message from %s failed", session.link.peer)
+
+    def receive_control(self, session: Session, now_s: float) -> None:
+        """A ping or pong frame: it spends the same tokens as a message, so a ping flood
+        closes the connection (4429) like any other (websockets answers pings itself)."""
+        if session.closing:
+            return
+        _, flooding = session.limits.on_message(now_s)
+        if flooding:
+            log.warning("ping flood from %s (avatar %d): closing", session.link.peer,
+                        session.avatar.id)  # fmt: skip
+            self.close_session(session, CloseCode.FLOOD, "far over the rate limit")
+
+    def on_message(self, session: Session, msg: dict[str, Any], now_s: float) -> None:
         """Apply one validated message. Raises ProtocolError for refusals."""
-        kind = msg["t"]
-        avatar = session.avatar
-        if now_s is None:
-            now_s = self.server.now_s()
-        if kind == "input":
-            ack, aid, seq = msg["ack"], avatar.id, msg["seq"]
-            if ack < 0:
-                self.ack_tick[aid] = -1  # the client lost its base: the next snapshot is full
-            else:
-                known = int(self.ack_tick[aid])
-                # Only a snapshot written to this client recently can be a base.
-                if ack != known and self.sent_tick[aid, ack % self.sent_tick.shape[1]] == ack:
-                    if ack > known:
-                        self.last_ack_s[aid] = now_s
-                    self.ack_tick[aid] = ack
-            # Inputs are absolute claims: only the newest matters. Seq 0 is accepted once.
-            waiting = self.pending.get(aid)
-            newest = waiting[3] if waiting is not None else int(self.input_seq[aid])
-            if seq > newest or (seq == 0 and newest == 0):
-                self.pending[aid] = (msg["x"], msg["y"], msg["yaw"], seq, now_s)
-        elif kind == "ping":
-            pong = encode({"t": "pong", "ct": msg["ct"], "st": now_s})
-            session.write(pong)
-        elif kind == "chat":
-            if avatar.role == "viewer":
-                raise ProtocolError(ErrorCode.NOT_ALLOWED, "viewers cannot chat", "chat")
-            if avatar.muted:
-                raise ProtocolError(ErrorCode.MUTED, "a host muted you", "chat")
-            self.emit("chat", avatar=avatar.id, text=msg["text"])
-        elif kind == "emote":
-            self.emit("emote", avatar=avatar.id, emote=msg["emote"])
-        elif kind == "drink":
-            drink = {k: msg[k] for k in ("drink", "color", "glow", "garnish")}
-            avatar.drink = drink
-            avatar.tipsy_level = min(1.0, avatar.tipsy(now_s) + TIPSY_PER_DRINK)
-            avatar.tipsy_at_s = now_s
-            self.emit("drink", avatar=avatar.id, **drink)
-        elif kind == "profile":
-            self._on_profile(avatar, msg)
-        elif kind in ("kick", "mute", "look"):
-            self._on_host_action(avatar, msg)
-        elif kind == "bye":
-            self.on_leave(avatar, "left")
-            self.close_session(session, CloseCode.NORMAL, "bye")
-        elif kind == "hello":
-            raise ProtocolError(ErrorCode.BAD_STATE, "already joined: hello is sent once", "hello")
+        handler = self.handlers.get(msg["t"])
+        if handler is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"no handler for {msg['t']!r}", msg["t"])
+        handler(session, msg, now_s)
 
-    def _on_profile(self, avatar: Avatar, msg: dict[str, Any]) -> None:
-        change: dict[str, Any] = {}
-        if "name" in msg:
-            if avatar.name_fixed:
-                raise ProtocolError(ErrorCode.NOT_ALLOWED, "your invite fixes your name", "profile")
-            avatar.name = change["name"] = msg["name"]
-        if "color" in msg:
-            avatar.color = change["color"] = msg["color"]
-        if not change:
-            raise ProtocolError(ErrorCode.INVALID_FIELD, "profile: nothing to change", "profile")
-        self.emit("profile", avatar=avatar.id, **change)
-
-    def _on_host_action(self, avatar: Avatar, msg: dict[str, Any]) -> None:
-        kind = msg["t"]
-        if avatar.role != "host":
-            raise ProtocolError(ErrorCode.NOT_ALLOWED, f"only hosts may {kind}", kind)
-        if kind == "look":
-            self.look = msg["look"]
-            self.storage.save_room(self.name, self.look, self.events.seq)
-            self.emit("look", look=self.look, by=avatar.id)
-            return
-        target = self.avatars.get(msg["avatar"])
-        if target is None:
-            raise ProtocolError(ErrorCode.NO_SUCH_AVATAR, f"no avatar {msg['avatar']}", kind)
-        if target is avatar:
-            raise ProtocolError(ErrorCode.INVALID_FIELD, f"you cannot {kind} yourself", kind)
-        if kind == "mute":
-            target.muted = msg["muted"]
-            self.emit("mute", avatar=target.id, muted=target.muted, by=avatar.id)
+    def report(self, session: Session, exc: ProtocolError) -> None:
+        """Tell a session why its message was refused."""
+        self.metrics.errors.labels(str(int(exc.code))).inc()
+        session.errors += 1
+        if session.errors <= 3:  # enough to diagnose a client; a flood must not flood the log
             log.info(
-                "mute: avatar %d %s by %d in %s", target.id, target.muted, avatar.id, self.name
-            )
-            return
-        self.emit("kick", avatar=target.id, by=avatar.id)
-        session = target.session
-        self.on_leave(target, "kicked")
-        if session is not None:
-            self.close_session(session, CloseCode.KICKED, "a host removed you")
-        log.info("kick: avatar %d %r by %d in %s", target.id, target.name, avatar.id, self.name)
+                "error %d to avatar %d (%s): %s", exc.code, session.avatar.id, session.link.peer,
+                exc.message,
+            )  # fmt: skip
+        self.out.send(session.link, encode(error_message(exc)))
+
+    def send(self, session: Session, msg: Mapping[str, Any]) -> None:
+        """One message to one session (not sequenced: replies such as `pong`)."""
+        self.out.send(session.link, encode(msg))
+
+    def on_input(self, session: Session, msg: dict[str, Any], now_s: float) -> None:
+        avatar_id, ack, seq = session.avatar.id, msg["ack"], msg["seq"]
+        if ack < 0:
+            self.ack_tick[avatar_id] = -1  # the client lost its base: the next snapshot is full
+        else:
+            known = int(self.ack_tick[avatar_id])
+            # Only a snapshot written to this client recently can be a base.
+            if ack != known and self.sent_tick[avatar_id, ack % self.sent_tick.shape[1]] == ack:
+                if ack > known:
+                    self.last_ack_s[avatar_id] = now_s
+                self.ack_tick[avatar_id] = ack
+        # Inputs are absolute claims: only the newest matters. Seq 0 is accepted once.
+        waiting = self.pending.get(avatar_id)
+        newest = waiting[3] if waiting is not None else int(self.input_seq[avatar_id])
+        if seq > newest or (seq == 0 and newest == 0):
+            self.pending[avatar_id] = (msg["x"], msg["y"], msg["yaw"], seq, now_s)
 
     # ------------------------------------------------------------------------------ events
 
-    def emit(self, kind: str, **fields: Any) -> int:
-        """Sequence one reliable event and send it to everyone connected, the sender included."""
+    def emit(self, kind: EventKind, **fields: Any) -> int:
+        """Sequence one reliable event, keep it, then send it to everyone connected.
+
+        The one path every event takes: seq assigned here, the frame kept for resume and
+        written to storage before any client can see it, then delivered.
+        """
+        record = kind.record(**fields)
         seq = self.events.next_seq()
-        msg = {"t": "event", "seq": seq, "st": self.server.now_s(), "kind": kind, **fields}
-        frame = encode(msg)
+        frame = encode({"t": "event", "seq": seq, "st": self.now_s(), "kind": kind.name, **record})
         self.events.append(frame)
-        self.metrics.events.labels(kind).inc()
-        if kind in KEPT_EVENT_KINDS:
-            self.storage.append_event(self.name, seq, kind, fields)
-            self.storage.save_room(self.name, self.look, seq)
-        sent = 0
-        for session in list(self.sessions.values()):
-            if session.write(frame):
-                sent += 1
-            # Events are never skipped; a client that cannot keep up is dropped and will
-            # get them on resume instead.
-            if buffered_bytes(session.conn) > self.config.max_buffer_bytes:
-                self._drop_slow(session, "write buffer over the hard bound")
+        if kind.kept:
+            self.storage.append_event(self.name, seq, kind.name, record)
+        self.storage.save_room(self.name, self.look, seq)
+        self.metrics.events.labels(kind.name).inc()
+        links = [s.link for s in self.sessions.values()]
+        sent = self.out.broadcast(links, frame)
         self.metrics.bytes_out.labels("event").inc(len(frame) * sent)
         return seq
 
     # -------------------------------------------------------------------------------- tick
 
-    async def _run_ticks(self) -> None:
-        loop = asyncio.get_running_loop()
-        period_s = 1.0 / TICK_HZ
-        next_s = loop.time()
-        while True:
-            next_s += period_s
-            delay_s = next_s - loop.time()
-            if delay_s < -5 * period_s:
-                next_s = loop.time()  # far behind: skip ticks rather than burst to catch up
-            await asyncio.sleep(max(0.0, delay_s))
-            self.metrics.tick_late_seconds.observe(max(0.0, loop.time() - next_s))
-            started, started_cpu = time.perf_counter(), time.thread_time()
-            try:
-                self.step()
-            except Exception:
-                self.metrics.exceptions.inc()
-                log.exception("tick %d of room %s failed", self.tick, self.name)
-            self.metrics.tick_seconds.observe(time.perf_counter() - started)
-            # CPU time of the tick on this thread: what the tick costs, whatever else runs.
-            self.metrics.tick_cpu_seconds.observe(time.thread_time() - started_cpu)
-            if self.server.collector is not None:
-                self.server.collector.after_tick()
-            if self.tick % TICK_HZ == 0:
-                self._housekeeping()
-                if not self.avatars:
-                    self.server.dispose_room(self)
-                    return
+    def step(self, now_s: float) -> bool:
+        """One tick: apply inputs, separate the crowd, features, snapshots, housekeeping.
 
-    def step(self) -> None:
-        """One tick: apply inputs, separate the crowd, send snapshots."""
+        Returns False once the room is empty (checked once a second): the host disposes it.
+        """
         self.tick += 1
         self._apply_inputs()
         ids = self._ids
         if len(ids) > 1 and self.moves.crowd:
-            self.pos_m[ids] = self.moves.separate(self.pos_m[ids])
-        self._send_snapshots(ids)
+            self.pos_m[ids] = self.moves.separate(self.pos_m[ids], ids)
+        for feature in self._tickers:
+            feature.on_tick(now_s)
+        self._send_snapshots(self._ids, now_s)
+        if self.tick % TICK_HZ == 0:
+            self._housekeeping(now_s)
+            return bool(self.avatars)
+        return True
 
     def _apply_inputs(self) -> None:
         if not self.pending:
@@ -588,12 +661,12 @@ class Room:
         arrived_s = claims[:, 4]
         elapsed_s = arrived_s - self.input_at_s[ids]
         claimed_m = claims[:, 0:2] / CM_PER_M
-        self.pos_m[ids] = self.moves.validate(self.pos_m[ids], claimed_m, elapsed_s)
+        self.pos_m[ids] = self.moves.validate(self.pos_m[ids], claimed_m, elapsed_s, ids)
         self.yaw[ids] = claims[:, 2].astype(np.uint16)
         self.input_seq[ids] = claims[:, 3].astype(np.int64)
         self.input_at_s[ids] = arrived_s
 
-    def _send_snapshots(self, ids: np.ndarray) -> None:
+    def _send_snapshots(self, ids: np.ndarray, st: float) -> None:
         x_cm = np.clip(np.rint(self.pos_m[ids, 0] * CM_PER_M), -32768, 32767).astype(np.int16)
         y_cm = np.clip(np.rint(self.pos_m[ids, 1] * CM_PER_M), -32768, 32767).astype(np.int16)
         yaw = self.yaw[ids]
@@ -607,34 +680,16 @@ class Room:
         index = np.searchsorted(ids, sids)
         cells = self.encoder.cells_of(x_cm[index], y_cm[index])
         self.encoder.begin_tick(self.tick, ids, x_cm, y_cm, yaw, cells)
-        tick, st, config = self.tick, self.server.now_s(), self.config
+        tick = self.tick
 
-        # Who takes a snapshot now: one look at each connection, then arrays.
-        # A gate that nothing touched since it was last found idle is idle (no call needed);
-        # the others are asked (closing sessions are marked dirty by close_session).
-        gates = list(self.gates.values())
-        state = np.fromiter(
-            (0 if g is not None and not (g.dirty or g.inflight) else -2 for g in gates),
-            np.int64,
-            len(gates),
-        )
-        for i in np.flatnonzero(state == -2).tolist():
-            state[i] = sessions[i].send_state()
-        stale = self.last_ack_s[sids] < st - config.ack_timeout_s
-        full = state > config.snapshot_skip_bytes
-        skipped = 0
-        for i in np.flatnonzero((state >= 0) & (stale | full)).tolist():  # rare
-            session = sessions[i]
-            if state[i] > config.max_buffer_bytes:
-                self._drop_slow(session, f"write buffer {state[i]} bytes")
-            elif stale[i]:
-                self._drop_slow(session, "no snapshot acked")
-            else:
-                session.skipped += 1
-                skipped += 1
-        served = np.flatnonzero((state >= 0) & ~stale & ~full)
-        if skipped:
-            self.metrics.snapshots_skipped.inc(skipped)
+        # Who takes a snapshot now: the outbox says which links can (its slow-client policy
+        # skips or drops the others); a client that acknowledged nothing for too long goes.
+        links = [s.link for s in sessions]
+        state = self.out.snapshot_states(links)
+        stale = self.last_ack_s[sids] < st - self.config.ack_timeout_s
+        for i in np.flatnonzero((state >= 0) & stale).tolist():  # rare
+            self._drop_slow(sessions[i], "no snapshot acked")
+        served = np.flatnonzero((state >= 0) & ~stale)
         if not len(served):
             return
         served_ids, served_cells = sids[served], cells[served]
@@ -652,58 +707,19 @@ class Room:
             [(k >> 32, (k & 0xFFFFFFFF) - 1) for k in keys.tolist()], bases_checked=True
         )
         head = snapshot_head(tick)
-        group_heads = []
-        for body in bodies:
-            prefix = snapshot_prefix(tick, st, body, head)
-            group_heads.append(frame_header(len(prefix) + YOU_TAIL_BYTES) + prefix)
-        # Every client's frame, back to back in one buffer.
+        prefixes = [snapshot_prefix(tick, st, body, head) for body in bodies]
         you = index[served]
         tails = you_tails(x_cm[you], y_cm[you], yaw[you], self.input_seq[served_ids])
-        buf, starts, ends = frame_batch(group_heads, client_group, tails)
-
-        # Frames for idle connections go to the sender thread as one batch (server/sender.py);
-        # the others through the connection's transport, behind what it already holds.
-        sender = self.server.sender
-        idle = state[served] == 0
-        batch_rows = np.flatnonzero(idle) if sender is not None else np.zeros(0, np.int64)
-        batch_gates = [gates[i] for i in served[batch_rows].tolist()]
-        if None in batch_gates:  # connections without a gate write on their own (below)
-            has_gate = np.array([g is not None for g in batch_gates], dtype=bool)
-            batch_rows = batch_rows[has_gate]
-            batch_gates = [g for g in batch_gates if g is not None]
-        if batch_gates:
-            assert sender is not None
-            batch_ids = served_ids[batch_rows]
-            sender.submit(
-                batch_gates,  # type: ignore[arg-type]
-                buf,
-                starts[batch_rows],
-                ends[batch_rows],
-                self.gate_fd[batch_ids],
-            )
-        direct_rows = np.ones(len(served), dtype=bool)
-        direct_rows[batch_rows] = False
-        failed = 0
-        for row in np.flatnonzero(direct_rows).tolist():  # busy or gate-less connections
-            session = sessions[served[row]]
-            frame = buf[starts[row] : ends[row]].tobytes()
-            if session.direct:
-                try:
-                    session.conn.transport.write(frame)
-                    continue
-                except Exception:  # the transport is closing; the handler will notice
-                    pass
-            elif write_frame(session.conn, frame[_header_size(frame) :]):
-                continue
-            failed += 1
+        served_list = served.tolist()
+        written = self.out.write_snapshots(
+            [links[i] for i in served_list], state[served], prefixes, client_group, tails
+        )
         slot = tick % self.sent_tick.shape[1]
         self.sent_tick[served_ids, slot] = tick
         self.sent_cell[served_ids, slot] = served_cells
-        self.metrics.snapshots_sent.inc(len(served) - failed)
-        self.metrics.bytes_out.labels("snap").inc(len(buf))
+        self.metrics.snapshots_sent.inc(written)
 
-    def _housekeeping(self) -> None:
-        now_s = self.server.now_s()
+    def _housekeeping(self, now_s: float) -> None:
         deadline = now_s - self.config.resume_window_s
         for avatar in [a for a in self.avatars.values() if a.session is None]:
             if avatar.away_since_s is not None and avatar.away_since_s < deadline:
@@ -711,52 +727,42 @@ class Room:
 
     # ------------------------------------------------------------------------------ helpers
 
-    def _attach(
-        self, conn: ServerConnection, avatar: Avatar, limits: ConnectionLimits, now_s: float
-    ) -> Session:
-        session = Session(conn, avatar, limits)
+    def _attach(self, link: Any, avatar: Avatar, limits: ConnectionLimits, now_s: float) -> Session:
+        session = Session(link, avatar, limits)
         aid = avatar.id
         self.ack_tick[aid] = -1
         self.last_ack_s[aid] = now_s
         self.sent_tick[aid] = -1  # a new connection holds none of the snapshots sent before
         avatar.session = session
         avatar.away_since_s = None
-        self.sessions[avatar.id] = session
-        self.gates[avatar.id] = session.gate
-        if session.gate is not None:
-            self.gate_fd[avatar.id] = session.gate.socket_fd()
+        self.sessions[aid] = session
         return session
 
-    def _detach(self, session: Session) -> None:
+    def _detach(self, session: Session, now_s: float) -> None:
         avatar = session.avatar
         if avatar.session is session:
             avatar.session = None
-            avatar.away_since_s = self.server.now_s()
+            avatar.away_since_s = now_s
             self.sessions.pop(avatar.id, None)
-            self.gates.pop(avatar.id, None)
 
     def close_session(self, session: Session, code: CloseCode, reason: str) -> None:
         if session.closing:
             return
-        session.closing = True
-        if session.gate is not None:
-            session.gate.dirty = True  # ticks must look at this session again
         self.metrics.drops.labels(code.name.lower()).inc()
-        self.server.close_later(session.conn, code, reason)
+        self.out.close(session.link, code, reason)
 
     def _drop_slow(self, session: Session, why: str) -> None:
         log.warning(
-            "slow client: avatar %d %r in %s from %s: %s (%d snapshots skipped); closing 4408",
-            session.avatar.id, session.avatar.name, self.name, session.peer, why, session.skipped,
+            "slow client: avatar %d %r in %s from %s: %s; closing 4408",
+            session.avatar.id, session.avatar.name, self.name, session.link.peer, why,
         )  # fmt: skip
-        self._detach(session)
+        self._detach(session, self.now_s())
         self.close_session(session, CloseCode.TOO_SLOW, "too slow: resume with your token")
 
-    def _send_welcome(self, session: Session, resumed: bool) -> None:
-        avatar = session.avatar
-        now_s = self.server.now_s()
+    def welcome(self, avatar: Avatar, resumed: bool, now_s: float) -> dict[str, Any]:
+        """The `welcome` message for `avatar`: the room's state, then each feature's part."""
         x_m, y_m = self.pos_m[avatar.id]
-        welcome = {
+        msg: dict[str, Any] = {
             "t": "welcome",
             "v": PROTOCOL_VERSION,
             "you": avatar.id,
@@ -769,21 +775,43 @@ class Room:
             "tick": self.tick,
             "seq": self.events.seq,
             "pos": [round(x_m * CM_PER_M), round(y_m * CM_PER_M), int(self.yaw[avatar.id])],
-            "avatars": [a.roster_entry(now_s) for a in self.avatars.values()],
+            "avatars": [self.roster_entry(a, now_s) for a in self.avatars.values()],
             "limits": self.config.limits(),
             "look": self.look,
             "layout": self.layout.name,
         }
-        session.write(encode(welcome))
+        for feature in self.features.values():
+            part = feature.welcome(avatar, now_s)
+            clash = msg.keys() & part.keys()
+            if clash:
+                raise ValueError(f"feature {feature.name} redefines welcome {sorted(clash)}")
+            msg.update(part)
+        return msg
+
+    def roster_entry(self, avatar: Avatar, now_s: float) -> dict[str, Any]:
+        """One avatar as `welcome.avatars` lists it; features add their per-avatar fields."""
+        entry: dict[str, Any] = {
+            "id": avatar.id,
+            "name": avatar.name,
+            "color": avatar.color,
+            "role": avatar.role,
+            "muted": avatar.muted,
+        }
+        for feature in self.features.values():
+            entry.update(feature.roster(avatar, now_s))
+        return entry
+
+    def _send_welcome(self, session: Session, resumed: bool, now_s: float) -> None:
+        self.out.send(session.link, encode(self.welcome(session.avatar, resumed, now_s)))
 
     def _grow(self, capacity: int) -> None:
         for name in (
             "pos_m", "yaw", "input_seq", "input_at_s", "ack_tick", "last_ack_s", "sent_tick",
-            "sent_cell", "gate_fd",
+            "sent_cell",
         ):  # fmt: skip
             old = getattr(self, name)
-            # -1: no tick written, no descriptor (0 is a tick and a descriptor).
-            fill = -1 if name in ("sent_tick", "gate_fd", "ack_tick") else 0
+            # -1: no tick written (0 is a tick).
+            fill = -1 if name in ("sent_tick", "ack_tick") else 0
             new = np.full((capacity, *old.shape[1:]), fill, dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)

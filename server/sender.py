@@ -174,14 +174,12 @@ SendBatch = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 @functools.cache
-def _compile_send_batch() -> SendBatch | None:
+def _compile_send_batch() -> SendBatch:
     """libc `send()` over a batch of (fd, slice of one buffer), compiled with no GIL held."""
     if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
+        raise RuntimeError("the snapshot sender needs Linux (libc send with MSG_NOSIGNAL)")
+    import numba
+
     libc = ctypes.CDLL(None, use_errno=True)
     c_send = libc.send
     c_send.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -216,18 +214,11 @@ class SnapshotSender:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def create(
-        cls, loop: asyncio.AbstractEventLoop, metrics: ServerMetrics
-    ) -> SnapshotSender | None:
-        """A started sender, or None where the no-GIL writer cannot be built."""
+    def create(cls, loop: asyncio.AbstractEventLoop, metrics: ServerMetrics) -> SnapshotSender:
+        """A started sender. Raises if the no-GIL writer cannot be built: the server does not
+        start without it (no slower path to hide a broken build)."""
         sender = cls(loop, metrics)
-        try:
-            sender._send_batch = _compile_send_batch()
-        except Exception:
-            log.exception("no sender thread: snapshot frames are written on the event loop")
-            return None
-        if sender._send_batch is None:
-            return None
+        sender._send_batch = _compile_send_batch()
         sender._thread = threading.Thread(target=sender._run, name="neonbar-sender", daemon=True)
         sender._thread.start()
         return sender

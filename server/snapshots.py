@@ -1,10 +1,12 @@
-"""Snapshot frames: encoded once per group, finished per client, written without blocking.
+"""Snapshot frames: encoded once per group, finished per client.
 
 A `snap` message is the same for every client of a group (cell, base) except its `you` field, so
 the message's bytes are built as one shared prefix per group (a 7-entry MessagePack map whose
-`you` entry comes last) plus a few bytes per client. The frame goes straight to the connection's
-transport: per client this costs a header and one write instead of a trip through the generic
-frame machinery, which matters when 1,000 clients must be served inside one 50 ms tick.
+`you` entry comes last) plus a few bytes per client. The room builds the prefixes and the `you`
+entries; the delivery layer (server/delivery.py) adds the WebSocket frame header and writes
+each frame straight to the connection's transport: per client this costs a header and one
+write instead of a trip through the generic frame machinery, which matters when 1,000 clients
+must be served inside one 50 ms tick.
 
 Per tick, the frames of all clients are built at once: every client's `you` entry in one numpy
 pass (`you_tails`), then one buffer holding every frame back to back (`frame_batch`), which the
@@ -16,13 +18,10 @@ from __future__ import annotations
 import msgpack
 import numba
 import numpy as np
-from websockets.asyncio.server import ServerConnection
-from websockets.protocol import State
 
 from neonbar.interest import SnapshotBody
 
 _YOU_KEY = msgpack.packb("you")
-_OPEN = State.OPEN
 
 
 def snapshot_head(tick: int) -> bytes:
@@ -56,27 +55,6 @@ def frame_header(payload_len: int) -> bytes:
     if payload_len < 65536:
         return b"\x82\x7e" + payload_len.to_bytes(2, "big")
     return b"\x82\x7f" + payload_len.to_bytes(8, "big")
-
-
-def can_write_directly(conn: ServerConnection) -> bool:
-    """Direct frames are plain unmasked server frames: only valid with no extension in use."""
-    return not conn.protocol.extensions
-
-
-def write_binary_frame(conn: ServerConnection, payload: bytes) -> bool:
-    """Write one complete binary frame to the transport now (no await, no backpressure).
-
-    Only for connections where `can_write_directly` holds. Every other frame of the connection
-    also goes out whole and in order (websockets flushes each one as it is produced), so frames
-    never interleave.
-    """
-    if conn.protocol.state is not _OPEN:
-        return False
-    try:
-        conn.transport.write(frame_header(len(payload)) + payload)
-    except Exception:  # the transport is closing; the connection handler will notice
-        return False
-    return True
 
 
 # `you` as a fixed 19-byte MessagePack entry: the key, then [x int 16, y int 16, yaw uint 16,

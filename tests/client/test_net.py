@@ -20,10 +20,9 @@ from client.net import (
     ConnectionState,
     NetSession,
     _roster_from,
-    tipsy_after_drink,
-    tipsy_level,
 )
 from neonbar import protocol
+from neonbar.drinks import tipsy_after_drink, tipsy_level
 
 # pytest runs with --import-mode=importlib: helpers beside the tests are not on the path.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -239,7 +238,8 @@ def test_reconnects_after_the_server_restarts(tmp_path: Path):
 def welcome(you: int = 7, resumed: bool = False) -> bytes:
     return protocol.encode(
         {
-            "t": "welcome", "v": 1, "you": you, "room": ROOM, "role": "host", "name": "x",
+            "t": "welcome", "v": protocol.PROTOCOL_VERSION, "you": you, "room": ROOM,
+            "role": "host", "name": "x",
             "resume": "resume-token", "resumed": resumed, "st": 100.0, "tick": 0, "seq": 3,
             "pos": [100, -200, 0], "look": "neutral", "layout": "test",
             "avatars": [{"id": you, "name": "x", "color": "#ffffff", "role": "host",

@@ -29,9 +29,16 @@ from neonbar.protocol import (
     unpack_delta,
     validate_server,
 )
-from server.app import fast_input
+from neonbar.text import TextRefused, check_name
+from server.room import fast_input
 
-_TEXT_CHARS = st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs",))
+# Text the rules of neonbar/text.py accept (no controls, format characters, separators; plain
+# letters only, so the same strings pass as names).
+_TEXT_CHARS = st.characters(
+    min_codepoint=32,
+    max_codepoint=0x2FFF,
+    exclude_categories=("Cs", "Cc", "Cf", "Zl", "Zp", "Zs", "Mn", "Me"),
+)
 
 
 def field_values(spec: F) -> st.SearchStrategy[Any]:
@@ -61,7 +68,15 @@ def field_values(spec: F) -> st.SearchStrategy[Any]:
         alphabet = "ABCxyz019_.-" if "_.-" in spec.pattern else "abc"
         strategy = st.text(alphabet, min_size=1, max_size=max_len)
         return strategy.filter(lambda s: re.match(spec.pattern or "", s) is not None)
-    return st.text(_TEXT_CHARS, min_size=1, max_size=max_len).filter(lambda s: s.strip() != "")
+    return st.text(_TEXT_CHARS, min_size=1, max_size=max_len).filter(_shows_as_a_name)
+
+
+def _shows_as_a_name(text: str) -> bool:
+    try:
+        check_name(text)
+    except TextRefused:
+        return False
+    return True
 
 
 def message(msg_type: str, schema: dict[str, F], extra: dict[str, F] | None = None):
@@ -74,7 +89,7 @@ def message(msg_type: str, schema: dict[str, F], extra: dict[str, F] | None = No
 CLIENT = st.one_of(*(message(t, s) for t, s in CLIENT_MESSAGES.items()))
 SERVER_EVENTS = st.one_of(
     *(message("event", SERVER_MESSAGES["event"], s).map(lambda m, k=k: {**m, "kind": k})
-      for k, s in EVENT_KINDS.items())
+      for k, s in ((k, e.fields) for k, e in EVENT_KINDS.items()))
 )  # fmt: skip
 SERVER = st.one_of(
     *(message(t, s) for t, s in SERVER_MESSAGES.items() if t != "event"), SERVER_EVENTS

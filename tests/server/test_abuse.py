@@ -8,7 +8,7 @@ import statistics
 import msgpack
 from serverfixtures import RawClient, ServerThread, run
 
-from neonbar.protocol import CloseCode, ErrorCode
+from neonbar.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
 
 
 def test_bad_messages_get_errors_and_the_connection_stays(server: ServerThread):
@@ -32,7 +32,7 @@ def test_bad_messages_get_errors_and_the_connection_stays(server: ServerThread):
             (msgpack.packb({"t": "ping", "ct": float("nan")}), ErrorCode.INVALID_FIELD),
             (msgpack.packb({"t": "chat", "text": "y" * 5000}), ErrorCode.TOO_LARGE),
             (
-                msgpack.packb({"t": "hello", "v": 1, "room": "bar", "name": "x"}),
+                msgpack.packb({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "x"}),
                 ErrorCode.BAD_STATE,
             ),
         ]

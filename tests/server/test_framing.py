@@ -97,7 +97,7 @@ def test_split_bytes_pings_and_fragments_keep_every_message_in_order(server: Ser
             event = await client.recv_until(lambda m: m["t"] == "event" and m["kind"] == "chat")
             seen.append(event["text"])
         room = server.server.rooms["framing"]
-        fast = server.call(lambda: sum(s.conn.fast_frames for s in room.sessions.values()))
+        fast = server.call(lambda: sum(s.link.conn.fast_frames for s in room.sessions.values()))
         await client.close()
         return seen, fast
 

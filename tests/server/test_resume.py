@@ -8,7 +8,7 @@ import socket
 
 from serverfixtures import RawClient, ServerThread, run
 
-from neonbar.protocol import CloseCode
+from neonbar.protocol import PROTOCOL_VERSION, CloseCode
 
 
 async def drop(client: RawClient) -> None:
@@ -96,7 +96,7 @@ def test_a_client_that_stops_reading_is_dropped_and_resumes(make_server):
         # A small receive buffer so the server's side fills quickly.
         sock = stuck.ws.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        await stuck.send({"t": "hello", "v": 1, "room": "bar", "name": "stuck"})
+        await stuck.send({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "stuck"})
         stuck.welcome = await stuck.recv()
         stuck.ws.transport.pause_reading()
 

@@ -11,23 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 
-import pytest
 from serverfixtures import RawClient, run
 
 from neonbar.worldview import WorldView
-from server.app import SnapshotSender
 
 
-@pytest.mark.parametrize("sender_thread", [True, False], ids=["sender-thread", "event-loop"])
-def test_deltas_match_the_server_state_under_irregular_acks(
-    make_server, monkeypatch: pytest.MonkeyPatch, sender_thread: bool
-) -> None:
-    """Also without the sender thread (where it cannot be built, frames go out one by one)."""
-    if not sender_thread:
-        monkeypatch.setattr(SnapshotSender, "create", staticmethod(lambda *args: None))
+def test_deltas_match_the_server_state_under_irregular_acks(make_server) -> None:
     server = make_server()
     assert server.server is not None
-    assert (server.server.sender is not None) == sender_thread
     rng = random.Random(11)
     truth: dict[int, dict[int, tuple[int, int, int]]] = {}  # avatar -> tick -> (x, y, yaw)
 
