@@ -722,3 +722,105 @@ class BeatsUi:
         self._label.removeNode()
         if self._entry is not None:
             self._entry.destroy()
+
+
+# ---------------------------------------------------------------------------------- bots
+
+
+class BotBeats:
+    """`neonbar bots --beats`: each bot marks beats near the playing scene's strong moments.
+
+    Every bot gets its own plan per scene (neonbar.beats.plan_beats: skips some moments, reacts
+    a log-normal half second or so late, mostly names the emotion the screenplay puts there)
+    and sends each beat as the room's play head passes it. A seek back re-arms what is ahead.
+
+    Args:
+        count: how many bots.
+        seed: their random generator's seed (None: a fresh one).
+        moments: strong moments taken from each scene's intended arc.
+    """
+
+    def __init__(self, count: int, seed: int | None = None, moments: int = 6) -> None:
+        import numpy as np
+
+        self.count = count
+        self.rng = np.random.default_rng(seed)
+        self.moments = moments
+        self.timeline: Any = None
+        self.plans: list[list[Any]] = [[] for _ in range(count)]
+        self.next: list[int] = [0] * count
+        self._planned: tuple[str, float] | None = None
+        self.sent = 0
+
+    def on_message(self, msg: dict[str, Any]) -> None:
+        """Follow the room's timeline (welcome or `timeline` event)."""
+        from neonbar.playback import Timeline
+
+        wire = msg.get("timeline") if msg.get("t") == "welcome" else msg
+        if not (msg.get("t") == "welcome" or msg.get("kind") == "timeline"):
+            return
+        if not isinstance(wire, dict):
+            return
+        try:
+            timeline = Timeline.from_wire(wire)
+        except ValueError:
+            return
+        old = self.timeline
+        self.timeline = timeline
+        if timeline.scene is None or timeline.duration_s <= 0:
+            return
+        key = (timeline.scene, round(timeline.duration_s, 3))
+        if key != self._planned:
+            self._plan(timeline.scene, timeline.duration_s)
+            self._planned = key
+        elif old is not None and timeline.pos_s < old.position(timeline.at_s) - 0.5:
+            self._rearm(timeline.pos_s)  # a seek back: what is ahead can be marked again
+
+    def _plan(self, scene: str, duration_s: float) -> None:
+        from neonbar.arc import intended_arc
+        from neonbar.beats import plan_beats
+        from neonbar.errors import UserError
+        from neonbar.scenes import load_scene
+
+        try:
+            arc = intended_arc(load_scene(scene))
+        except UserError as exc:
+            log.info("bots mark no beats in %s: %s", scene, exc)
+            self.plans = [[] for _ in range(self.count)]
+            return
+        moments = [
+            (m.t_s, m.strength, m.valence, m.arousal) for m in arc.strong_moments(self.moments)
+        ]
+        self.plans = [
+            sorted(plan_beats(moments, duration_s, self.rng), key=lambda b: b.t_s)
+            for _ in range(self.count)
+        ]
+        self.next = [0] * self.count
+
+    def _rearm(self, pos_s: float) -> None:
+        for i, plan in enumerate(self.plans):
+            self.next[i] = next((k for k, p in enumerate(plan) if p.t_s >= pos_s), len(plan))
+
+    def due(self, bot: int, server_s: float) -> list[dict[str, Any]]:
+        """The beat messages bot `bot` should send now (the play head has passed them)."""
+        timeline = self.timeline
+        if timeline is None or not timeline.playing or timeline.status != "ready":
+            return []
+        plan = self.plans[bot]
+        pos = timeline.position(server_s)
+        out: list[dict[str, Any]] = []
+        while self.next[bot] < len(plan) and plan[self.next[bot]].t_s <= pos:
+            p = plan[self.next[bot]]
+            self.next[bot] += 1
+            if pos - p.t_s > 2.0:
+                continue  # joined late or lagged: a beat long past is not what a person does
+            msg: dict[str, Any] = {"t": "beat", "scene": timeline.scene, "at": p.t_s,
+                                   "emotion": p.emotion, "intensity": p.intensity,
+                                   "cid": self.sent + 1}  # fmt: skip
+            if p.t_out_s is not None:
+                msg["until"] = round(p.t_out_s, 3)
+            if p.point is not None:
+                msg["x"], msg["y"] = p.point
+            self.sent += 1
+            out.append(msg)
+        return out

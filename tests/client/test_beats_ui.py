@@ -12,7 +12,7 @@ from client.beats_ui import BeatBook, BeatKeys, hold_intensity
 from neonbar.beats import EMOTION_BY_NAME, BeatChain, validate_fields
 
 sys.path.insert(0, str(Path(__file__).parent))
-from renderfixtures import showbase  # noqa: E402,F401  (fixture)
+from renderfixtures import showbase  # noqa: F401  (fixture)
 
 
 def _keys(scene: str | None = "dust_storm", role: str = "viewer", point=None):
@@ -122,7 +122,7 @@ def test_note_edit_and_delete_messages() -> None:
 
 
 @pytest.fixture
-def bar_app(showbase):
+def bar_app(showbase):  # noqa: F811  (the fixture imported above)
     from renderfixtures import FakeSession
 
     from client.app import NeonBarApp
@@ -231,3 +231,35 @@ def test_f2_opens_the_people_list_now(bar_app) -> None:
     assert app.hud.people.isHidden()
     base.messenger.send("f2")
     assert not app.hud.people.isHidden()
+
+
+def test_bots_mark_the_playing_scene_as_the_play_head_passes() -> None:
+    from client.beats_ui import BotBeats
+    from neonbar.arc import intended_arc
+    from neonbar.playback import Timeline
+    from neonbar.scenes import load_scene
+
+    bots = BotBeats(count=20, seed=5)
+    timeline = Timeline(scene="dust_storm", title="Dust Storm", fps=24.0, frames=720,
+                        status="ready", playing=True, pos_s=0.0, at_s=100.0)  # fmt: skip
+    bots.on_message({"t": "welcome", "timeline": timeline.to_wire()})
+    sent = []
+    for step in range(0, 31 * 4):
+        server_s = 100.0 + step / 4
+        for i in range(20):
+            sent += [(i, m) for m in bots.due(i, server_s)]
+    assert len(sent) > 20  # most bots mark most moments
+    moments = [m.t_s for m in intended_arc(load_scene("dust_storm")).strong_moments(6)]
+    for _, m in sent:
+        validate_fields(scene=m["scene"], t_in_s=m["at"], t_out_s=m.get("until"),
+                        emotion_name=m["emotion"], intensity=m["intensity"],
+                        scene_duration_s=30.0)  # fmt: skip
+        assert min(abs(m["at"] - t) for t in moments) < 2.5  # near a strong moment
+    assert len({m["cid"] for _, m in sent}) == len(sent)
+    # past the end nothing more comes; a seek back to the start re-arms the whole plan
+    assert all(bots.due(i, 200.0) == [] for i in range(20))
+    back = Timeline(scene="dust_storm", title="Dust Storm", fps=24.0, frames=720,
+                    status="ready", playing=True, pos_s=0.0, at_s=300.0, version=2)  # fmt: skip
+    bots.on_message({"t": "event", "kind": "timeline", **back.to_wire()})
+    again = [m for step in range(31 * 4) for i in range(20) for m in bots.due(i, 300 + step / 4)]
+    assert sorted(m["at"] for m in again) == sorted(m["at"] for _, m in sent)
