@@ -25,7 +25,7 @@ from neonbar.scenes import SHIPPED_DIR, load_scene, media_path, render_path
 from neonbar.screenplay import load_screenplay
 from neonbar.video import probe, read_frames
 
-SHIPPED = ("dust_storm", "neon_alley", "rooftop_signal")
+SHIPPED = ("dust_storm", "neon_alley", "rooftop_signal", "last_train")
 __all__ = ["showbase"]  # the fixture, imported for pytest
 
 

@@ -110,7 +110,11 @@ def test_arc_is_deterministic_and_round_trips_json():
 
 
 def test_shipped_scenes_store_their_arc_beside_the_spec():
-    for name in ("dust_storm", "neon_alley", "rooftop_signal"):
+    from neonbar.scenes import list_scenes
+
+    shipped = [s.name for s in list_scenes() if s.shipped]
+    assert {"dust_storm", "neon_alley", "rooftop_signal", "last_train"} <= set(shipped)
+    for name in shipped:
         spec = load_scene(name)
         stored = arc_path(spec)
         assert stored.is_file(), f"{stored} is missing; run neonbar scene arc {name}"
