@@ -316,7 +316,7 @@ def _is_time(value: Any) -> bool:
 # ------------------------------------------------------------------------ headless recorder
 
 TICK_S = 0.05  # inputs, local-state records and script steps at 20 Hz, like the desktop client
-WALK_MPS = 1.3
+WALK_MPS = 1.6
 
 
 @dataclass
@@ -324,7 +324,9 @@ class Step:
     """One line of a patron's script: walk somewhere, say/do something, or wait.
 
     kind "walk": `to` is the floor point (m); "send": `msg` is a client message (chat, emote,
-    drink, play …); "wait": stand for `seconds`; "face": turn to `yaw_rad`.
+    drink, playback …); "wait": stand for `seconds`; "until": stand until `seconds` after the
+    script started; "face": turn to `yaw_rad`. A "send" with `at_s` is not in the sequence: it
+    goes out `at_s` seconds after the start, whatever the patron is doing then.
     """
 
     kind: str
@@ -332,6 +334,7 @@ class Step:
     msg: dict[str, Any] | None = None
     seconds: float = 0.0
     yaw_rad: float = 0.0
+    at_s: float | None = None
 
 
 async def record_patron(
@@ -394,11 +397,16 @@ async def _follow_script(
     world = CollisionWorld(load_layout())
     state = session.local_state or (0.0, 0.0, 0.0)
     x, y, yaw = state
-    steps = list(script)
+    timed = sorted((s for s in script if s.at_s is not None), key=lambda s: s.at_s or 0.0)
+    steps = [s for s in script if s.at_s is None]
     step: Step | None = None
     waited = 0.0
-    next_s = session.clock()
+    next_s = t0_s = session.clock()
     while session.clock() < end_s:
+        while timed and session.clock() - t0_s >= (timed[0].at_s or 0.0):
+            if timed[0].msg is not None:
+                session.queue_message(dict(timed[0].msg))
+            timed.pop(0)
         if step is None and steps:
             step, waited = steps.pop(0), 0.0
             if step.kind == "send" and step.msg is not None:
@@ -418,7 +426,7 @@ async def _follow_script(
                 )
                 x, y = float(after[0, 0]), float(after[0, 1])
                 yaw = math.atan2(-dx, dy) % (2 * math.pi)  # 0 faces +y, counter-clockwise
-        elif step is not None and step.kind == "wait" and waited >= step.seconds:
+        elif step is not None and _stood_enough(step, waited, session.clock() - t0_s):
             step = None
         waited += TICK_S
         session.local_state = (x, y, yaw)
@@ -426,3 +434,81 @@ async def _follow_script(
         await session.send_input()
         next_s += TICK_S
         await asyncio.sleep(max(0.0, next_s - session.clock()))
+
+
+def _stood_enough(step: Step, waited_s: float, since_start_s: float) -> bool:
+    if step.kind == "wait":
+        return waited_s >= step.seconds
+    return step.kind == "until" and since_start_s >= step.seconds
+
+
+STEP_KINDS = ("walk", "send", "wait", "until", "face")
+
+
+def script_from_json(data: Any) -> list[Step]:
+    """A patron's script from JSON: a list of {"kind": …, "to": [x, y], "msg": {…}, …}."""
+    if not isinstance(data, list):
+        raise UserError("a patron script is a JSON list of steps")
+    steps = []
+    for k, item in enumerate(data):
+        if not isinstance(item, dict) or item.get("kind") not in (
+            "walk",
+            "send",
+            "wait",
+            "until",
+            "face",
+        ):
+            raise UserError(f"step {k + 1} of the patron script has no known kind")
+        to = item.get("to")
+        steps.append(
+            Step(
+                kind=item["kind"],
+                to=(float(to[0]), float(to[1])) if to is not None else None,
+                msg=item.get("msg"),
+                seconds=float(item.get("seconds", 0.0)),
+                yaw_rad=float(item.get("yaw_rad", 0.0)),
+                at_s=float(item["at_s"]) if item.get("at_s") is not None else None,
+            )
+        )
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m client.recording`: the headless recorder (one scripted patron).
+
+    Used by `neonbar demo`; anyone can record a room this way without a window.
+    """
+    import argparse
+    import asyncio
+    import json
+    import logging
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m client.recording", description=main.__doc__)
+    parser.add_argument("--server", required=True, help="ws://H:P")
+    parser.add_argument("--room", required=True, help="room to join")
+    parser.add_argument("--name", default="Recorder", help="the patron's name")
+    parser.add_argument("--token", default=None, help="invite token")
+    parser.add_argument("--color", default="#ff8a1f", help="the patron's colour")
+    parser.add_argument("--out", required=True, help="the .nbsession file to write")
+    parser.add_argument("--duration", type=float, required=True, help="seconds to record")
+    parser.add_argument("--script", default=None, help="JSON file: the patron's steps")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        script = script_from_json(json.loads(Path(args.script).read_text())) if args.script else []
+        rec = asyncio.run(
+            record_patron(
+                args.server, args.room, args.name, args.out, args.duration, script,
+                token=args.token, color=args.color,
+            )
+        )  # fmt: skip
+    except (UserError, OSError, ValueError) as exc:
+        print(f"recorder: {exc}", file=sys.stderr)
+        return 2
+    print(f"recorded {len(rec.frames)} frames over {rec.duration_s:.1f} s to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

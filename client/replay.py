@@ -37,6 +37,7 @@ REMOTE_DELAY_S = 0.1  # as client.app: others are drawn 100 ms in the past
 DRAW_LOG_SORT = 56  # after the capture task (55): the frame has been drawn
 MAX_FPS = 120
 SCREEN_WAIT_S = 5.0  # longest wait for the big screen's decoder to hold the frame due
+SCREENSHOT_AFTER_PLAY_S = 7.0  # the default screenshot: the scene under way, the screen in view
 
 
 class RecordedSession:
@@ -267,7 +268,7 @@ def render(
             log with a replay at the same instants); the video still plays at `fps`.
         draw_log: write a `DrawLog` of every rendered frame here.
         screenshot: also save one frame as a PNG, at `screenshot_at_s` seconds into the
-            video (default: two thirds of the way).
+            video (default: 7 s after the scene starts, or two thirds of the way).
         base: an offscreen ShowBase to draw in (default: a new one of `size`, destroyed after).
     """
     from panda3d.core import ClockObject
@@ -286,6 +287,7 @@ def render(
         times = start_s + np.arange(n) / fps
     else:
         times = np.asarray(list(times_s), float)
+    played_s = scene_start_s(recording)
     own_base = base is None
     if own_base:
         base = make_showbase(True, size, "Neon Bar replay")
@@ -332,8 +334,11 @@ def render(
 
         app.camera = FollowCamera(rig, locate)  # type: ignore[assignment]
     else:
+        tour = Tour.for_layout(app.layout)
+        if played_s is not None:
+            tour = tour.fitted(played_s - start_s)
         app.camera = TourCamera(  # type: ignore[assignment]
-            rig, Tour.for_layout(app.layout), clock=lambda: session.now_s, interruptible=False,
+            rig, tour, clock=lambda: session.now_s, interruptible=False,
             crowd=app.crowd, you=lambda: session.you,
         )  # fmt: skip
     from client.presenter import film_mode
@@ -341,6 +346,8 @@ def render(
     film_mode(app)
     log_file = Path(draw_log).open("w") if draw_log else None  # noqa: SIM115 - closed below
     drawn = DrawLog(app, log_file, clock=lambda: session.now_s) if log_file else None
+    if screenshot_at_s is None and played_s is not None:
+        screenshot_at_s = played_s - start_s + SCREENSHOT_AFTER_PLAY_S
     shot_k = round(screenshot_at_s * fps) if screenshot_at_s is not None else (2 * len(times)) // 3
     started = time.perf_counter()
     notes: list[str] = []
@@ -410,25 +417,46 @@ def _wait_for_screen(app: Any) -> None:
         time.sleep(0.002)
 
 
-def media_hashes(recording: Recording) -> dict[str, str | None]:
-    """The scene media a recording's timeline names: {sha256: scene name or None}."""
+def timelines(recording: Recording) -> list[tuple[float, dict[str, Any]]]:
+    """Every timeline the recording received (in `welcome` and `timeline` events), with its
+    local receive time."""
     from neonbar import protocol
 
-    found: dict[str, str | None] = {}
-    for _, frame in recording.frames:
+    found: list[tuple[float, dict[str, Any]]] = []
+    for t_s, frame in recording.frames:
         if isinstance(frame, bytes) and b"media" not in frame:
-            continue  # cheap skip: snapshots never name media
+            continue  # cheap skip: snapshots and most events never name media
         try:
             msg = protocol.decode_server(frame)
         except protocol.ProtocolError:
             continue
-        timeline = msg.get("timeline") if msg.get("t") == "welcome" else msg
-        if msg.get("t") == "event" and msg.get("kind") != "timeline":
+        if msg.get("t") == "welcome":
+            timeline = msg.get("timeline")
+        elif msg.get("t") == "event" and msg.get("kind") == "timeline":
+            timeline = msg
+        else:
             continue
-        if isinstance(timeline, dict) and isinstance(timeline.get("media"), str):
+        if isinstance(timeline, dict):
+            found.append((t_s, timeline))
+    return found
+
+
+def media_hashes(recording: Recording) -> dict[str, str | None]:
+    """The scene media a recording's timeline names: {sha256: scene name or None}."""
+    found: dict[str, str | None] = {}
+    for _, timeline in timelines(recording):
+        if isinstance(timeline.get("media"), str):
             scene = timeline.get("scene")
             found[timeline["media"]] = scene if isinstance(scene, str) else None
     return found
+
+
+def scene_start_s(recording: Recording) -> float | None:
+    """The local time a scene first played (with its media ready), or None."""
+    for t_s, tl in timelines(recording):
+        if tl.get("playing") and tl.get("media") and tl.get("status") not in ("missing",):
+            return t_s
+    return None
 
 
 def local_media(recording: Recording) -> Path:
@@ -522,7 +550,15 @@ def run(args: Any) -> int:
     if w % 2 or h % 2:
         raise UserError(f"--size {w}x{h} must be even in both directions (H.264 yuv420p)")
     recording = read_session(args.session)
-    result = render(recording, out, size=(w, h), fps=args.fps, camera=mode, follow=name)
+    shot = getattr(args, "screenshot", None)
+    if shot and Path(shot).suffix.lower() != ".png":
+        raise UserError(f"--screenshot needs a .png file name, not {shot}")
+    if shot and not Path(shot).resolve().parent.is_dir():
+        raise UserError(f"cannot write {shot}: its folder does not exist")
+    result = render(
+        recording, out, size=(w, h), fps=args.fps, camera=mode, follow=name, screenshot=shot,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     print(
@@ -530,4 +566,6 @@ def run(args: Any) -> int:
         f"({result.duration_s:.1f} s, {result.size[0]}x{result.size[1]}, H.264), "
         f"rendered in {result.render_s:.0f} s"
     )
+    if shot:
+        print(f"wrote {shot}")
     return 0

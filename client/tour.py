@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -158,6 +158,17 @@ class Tour:
     def for_layout(cls, layout: Layout) -> Tour:
         opening, watch = bar_shots(layout)
         return cls(opening, watch)
+
+    def fitted(self, opening_s: float) -> Tour:
+        """The same tour with the opening stretched or squeezed to end at opening_s (the scene
+        starts then, and the watch shots should meet it); at most 2.5x either way."""
+        now = self.opening_s
+        glides = self.glide_s * len(self.opening)
+        if not self.opening or now <= 0 or opening_s <= glides:
+            return self
+        scale = min(2.5, max(0.4, (opening_s - glides) / (now - glides)))
+        opening = [replace(s, duration_s=s.duration_s * scale) for s in self.opening]
+        return Tour(opening, self.watch, self.glide_s)
 
     @property
     def opening_s(self) -> float:

@@ -132,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--presenter", action="store_true", help="presenter mode: no HUD clutter, big timeline"
     )
+    p.add_argument(
+        "--tour", action="store_true", help="start with the guided camera tour (any key stops it)"
+    )
+    p.add_argument(
+        "--save-session",
+        default=None,
+        metavar="F.nbsession",
+        help="record the session as it happens, to re-render with `neonbar replay`",
+    )
 
     p = sub.add_parser("bots", help="headless clients that wander, chat, cheer, order drinks")
     p.add_argument("--server", required=True, help="ws://H:P")
@@ -156,11 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the investor demo")
     p.add_argument("--bots", type=int, default=8, help="how many patrons")
     p.add_argument("--scene", default=None, metavar="S", help="scene on the big screen")
-    p.add_argument("--tour", action="store_true", help="guided camera tour (any key interrupts)")
+    p.add_argument(
+        "--tour",
+        action="store_true",
+        help="guided camera tour (on by default; any key stops it)",
+    )
     p.add_argument("--offscreen", action="store_true", help="no window: write video + report")
     p.add_argument("--record", default=None, metavar="F.mp4", help="where to write the video")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="length, seconds")
     p.add_argument("--port", type=int, default=0, help="server port (0 picks a free one)")
+    p.add_argument(
+        "--size", type=size_wh, default=(1280, 720), metavar="WxH", help="window / video size"
+    )
+    p.add_argument("--out", default="out", metavar="DIR", help="folder for the video and report")
 
     p = sub.add_parser("replay", help="re-render a recorded session to a video")
     p.add_argument("session", metavar="SESSION", help="a session recording (.nbsession)")
@@ -174,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--size", type=size_wh, default=(1280, 720), metavar="WxH", help="video size")
     p.add_argument("--fps", type=int, default=30, help="frames per second")
+    p.add_argument("--screenshot", default=None, metavar="F.png", help="also save one frame")
 
     p = sub.add_parser("scene", help="list, plot, render and import scenes")
     scene = p.add_subparsers(dest="scene_command", required=True, metavar="ACTION")

@@ -1,15 +1,26 @@
 """`neonbar demo`: the investor demo in one command.
 
-Starts a local server, mints a host invite, lets a few bots wander, cheer and order drinks, and
-opens the desktop client. With no display (or --offscreen) the client renders through EGL and
-writes a video and a screenshot instead of opening a window. Every piece is the real program
-(`neonbar server`, `neonbar bots`, `neonbar client`) run as a child process, so the demo
+A local server, a room of patrons (`neonbar bots`: they walk in, wander, order drinks, cheer,
+drift to the big screen when the scene plays, mark beats at its strong moments and send
+synthetic reactions), the Director who hosts the evening, the demo scene on the big screen and
+the guided camera tour. Every piece is the real program run as a child process, so the demo
 exercises exactly what a second person on another machine would run.
+
+With a display the Director is you: the window opens on the tour, and any key hands you the
+controls. Without one (or with --offscreen) the Director is a scripted patron whose client
+records the session as it happens (client/recording.py); once the evening is over the recording
+is replayed offline through the real client at a fixed time step (`neonbar replay`), which
+writes a smooth H.264 film however slowly the CPU renders, plus a screenshot, and `neonbar
+report` writes the report (arcs, top moments, who marked what, the branch, the chain head).
+
+Engine-independent: no Panda3D and no sockets in this process (docs/demo.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import re
 import shutil
@@ -17,21 +28,136 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from neonbar.errors import UserError
 
 ROOM = "orange-haze"
+DIRECTOR = "Director"
 LISTENING = re.compile(r"listening on (ws://\S+)")
+PREFERRED_SCENES = ("last_train", "neon_alley")  # a scene with a branch first
+PLAY_AT_S = 16.0  # the Director starts the scene once the tour has shown the bar
+TAIL_S = 3.0  # the film ends a moment after the last scene does
+DEFAULT_FPS = 24  # the scenes' own rate: every film frame shows a new scene frame
 
 
 def _neonbar(*args: str) -> list[str]:
     return [sys.executable, "-m", "neonbar", *args]
 
 
+class Steps:
+    """The numbered progress lines a newcomer sees."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.k = 0
+        self.t0 = time.monotonic()
+
+    def say(self, text: str) -> None:
+        self.k += 1
+        print(f"[{self.k}/{self.total}] {text}", flush=True)
+
+
+# ------------------------------------------------------------------------------ the scene
+
+
+@dataclass(frozen=True)
+class DemoScene:
+    """The scene on the big screen and what follows it."""
+
+    name: str
+    title: str
+    duration_s: float
+    follow_ons: tuple[str, ...]  # branch scenes (one of them plays after it)
+    follow_on_s: float  # the longest of them
+
+
+def pick_scene(name: str | None) -> DemoScene:
+    """The named scene, or the first shipped one of PREFERRED_SCENES (UserError if none)."""
+    from neonbar.scenes import list_scenes, load_scene
+
+    if name is None:
+        known = {spec.name for spec in list_scenes()}
+        name = next((n for n in PREFERRED_SCENES if n in known), None)
+        if name is None:
+            raise UserError("no demo scene is installed; add one with `neonbar scene add`")
+    spec = load_scene(name)
+    follow_ons = _branch_scenes(spec)
+    lengths = [load_scene(n).duration_s for n in follow_ons]
+    return DemoScene(spec.name, spec.title, spec.duration_s, follow_ons, max(lengths, default=0.0))
+
+
+def _branch_scenes(spec: Any) -> tuple[str, ...]:
+    """Scenes a branch point of `spec` can lead to (the spec's and its screenplay's)."""
+    names = [b.scene for b in getattr(spec, "branches", ())]
+    try:
+        from neonbar.branching import read_branches
+
+        if spec.screenplay is not None:
+            for point in read_branches(spec.screenplay):
+                names += list(_choice_scenes(point))
+    except (ImportError, UserError, ValueError, OSError):
+        pass
+    seen: dict[str, None] = {}
+    for n in names:
+        seen.setdefault(n, None)
+    return tuple(seen)
+
+
+def _choice_scenes(point: Any) -> list[str]:
+    """The scene names a branch point offers, whatever shape its choices have."""
+    out: list[str] = []
+    for attr in ("choices", "options", "scenes"):
+        value = getattr(point, attr, None)
+        if isinstance(value, dict):
+            value = list(value.values())
+        for item in value or ():
+            scene = item if isinstance(item, str) else getattr(item, "scene", None)
+            if isinstance(scene, str):
+                out.append(scene)
+    return out
+
+
+def ensure_rendered(names: Sequence[str], steps: Steps) -> None:
+    """Render (once; cached) every generated scene the demo may play: the server only plays
+    media that exist."""
+    from neonbar.scenes import load_scene, render_path
+
+    missing = []
+    for name in names:
+        spec = load_scene(name)
+        if spec.clip is None and not render_path(spec).is_file():
+            missing.append(spec)
+    if not missing:
+        steps.say("scenes: " + ", ".join(names) + " (rendered before)")
+        return
+    steps.say(
+        "scenes: rendering " + ", ".join(s.name for s in missing) + " (first run only; cached)"
+    )
+    for spec in missing:
+        out = render_path(spec)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            _neonbar("scene", "render", spec.name, "--out", str(out)),
+            stdout=subprocess.DEVNULL,
+            stderr=None if sys.stderr.isatty() else subprocess.PIPE,  # the progress bar
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = (done.stderr or "").strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"could not render scene {spec.name}: {tail[0]}")
+
+
+# ------------------------------------------------------------------------- the evening
+
+
 def start_server(
     data_dir: Path, port: int, timeout_s: float = 30.0
-) -> tuple[subprocess.Popen, str]:
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start `neonbar server` and wait for its `listening on ws://H:P` line.
 
     Its output goes to a log file in the data directory, not a pipe: nobody reads a pipe
@@ -69,64 +195,230 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def run(args: argparse.Namespace) -> int:
-    offscreen = args.offscreen or not has_display()
-    duration_s = args.duration if args.duration is not None else (20.0 if offscreen else 600.0)
-    out_dir = Path("out")
-    record = Path(args.record) if args.record else (out_dir / "demo.mp4" if offscreen else None)
-    screenshot = out_dir / "demo.png" if offscreen else None
-    for path in (record, screenshot):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+def director_script(scene: str, play_at_s: float) -> list[dict[str, Any]]:
+    """The Director's evening: in at the door, a drink at the bar, a toast, then to the screen,
+    where they start the scene. Points come from the bar's layout (neonbar/layout.py)."""
+    from neonbar.layout import load_layout
 
-    data_dir = Path(tempfile.mkdtemp(prefix="neonbar-demo-"))
-    children: list[subprocess.Popen] = []
-    try:
-        server, url = start_server(data_dir, args.port)
-        children.append(server)
-        print(f"Neon Bar demo: server {url}, room '{ROOM}'", flush=True)
-        host_token = mint_invite(data_dir, url, "host", name="Director")
-        if args.bots > 0:
-            bot_token = mint_invite(data_dir, url, "collaborator")
-            bots_log = (data_dir / "bots.log").open("w")  # closed with the process at exit
-            bots = subprocess.Popen(
-                _neonbar(
-                    "bots", "--server", url, "--room", ROOM, "--count", str(args.bots),
-                    "--duration", str(duration_s + 30), "--token", bot_token,
-                ),
-                stdout=subprocess.DEVNULL,
-                stderr=bots_log,
-            )  # fmt: skip
-            children.append(bots)
-            print(f"  {args.bots} guests are wandering the bar, cheering and ordering drinks.")
-        print(
-            "  A second person joins from another machine with:\n"
-            f"    neonbar invite --room {ROOM} --role collaborator --data {data_dir}\n"
-            "    neonbar client --server '<the link it prints>' --name YOU\n"
-            "  (start the server with --host 0.0.0.0 so other machines can reach it)",
-            flush=True,
-        )
-        client_args = ["client", "--server", url, "--room", ROOM, "--name", "Director"]
-        client_args += ["--token", host_token]
-        if offscreen:
-            after = min(6.0, max(1.0, duration_s - 2.0))
-            client_args += ["--offscreen", "--duration", str(duration_s)]
-            client_args += ["--screenshot", str(screenshot), "--after", str(after)]
-            client_args += ["--record", str(record)]
-            print(f"  No display: rendering offscreen for {duration_s:.0f} s ...", flush=True)
-        status = subprocess.run(_neonbar(*client_args), check=False).returncode
-        if status != 0:
-            raise UserError(f"the client exited with status {status}")
-        if offscreen:
-            print(f"Wrote the video {record} and the screenshot {screenshot}.")
-        return 0
-    finally:
+    layout = load_layout()
+    counter = next((b for b in layout.boxes if b.kind == "counter"), None)
+    if counter is not None:
+        side = 1.0 if counter.cx < 0 else -1.0
+        bar = (counter.cx + side * (counter.hx + 1.6), counter.cy - counter.hy * 0.35)
+    else:
+        bar = (0.0, 0.0)
+    sx, sy = layout.wall_point(layout.screen.wall, layout.screen.center_m, inset_m=7.0)
+    to_screen = math.atan2(-(layout.screen.center_m - sx), (layout.half_y - sy))
+    return [
+        # Choosing the scene early lets the server find its media while we walk.
+        {"kind": "send", "msg": {"t": "playback", "op": "scene", "scene": scene}},
+        {"kind": "walk", "to": list(bar)},
+        {"kind": "send", "msg": {"t": "drink", "drink": "Orange Haze", "color": "#ff8a1f",
+                                 "glow": 0.6, "garnish": "orange_peel"}},
+        {"kind": "wait", "seconds": 1.0},
+        {"kind": "send", "msg": {"t": "emote", "emote": "cheers"}},
+        {"kind": "send", "msg": {"t": "chat", "text": "Thank you all for coming. To the film!"}},
+        {"kind": "wait", "seconds": 1.0},
+        {"kind": "walk", "to": [sx + 1.2, sy]},
+        {"kind": "face", "yaw_rad": to_screen},
+        # On the hour, wherever the Director is by then.
+        {"kind": "send", "at_s": play_at_s, "msg": {"t": "playback", "op": "play"}},
+    ]  # fmt: skip
+
+
+class Evening:
+    """The server and the patrons; stops them all (guests first) on exit."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.children: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[str]] = []
+        self.url = ""
+
+    def __enter__(self) -> Evening:
+        server, self.url = start_server(self.data_dir, self.port)
+        self.children.append(server)
+        return self
+
+    def spawn(self, name: str, args: list[str], stdout: Any = subprocess.DEVNULL) -> None:
+        log = (self.data_dir / f"{name}.log").open("w")
+        self._logs.append(log)
+        self.children.append(subprocess.Popen(args, stdout=stdout, stderr=log))
+
+    def log_tail(self, name: str, lines: int = 3) -> str:
+        path = self.data_dir / f"{name}.log"
+        text = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
+        return " / ".join(text[-lines:]) or "no output"
+
+    def stop(self) -> None:
         # Guests leave before the server closes, so nobody is told "the server is restarting".
-        for child in reversed(children):
+        for child in reversed(self.children):
             if child.poll() is None:
                 child.terminate()
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
+        self.children.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def bots_args(url: str, token: str, count: int, duration_s: float) -> list[str]:
+    return _neonbar(
+        "bots", "--server", url, "--room", ROOM, "--count", str(count),
+        "--duration", str(duration_s), "--token", token, "--chatty", "3", "--beats", "--react",
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ run
+
+
+def run(args: argparse.Namespace) -> int:
+    offscreen = bool(args.offscreen) or not has_display()
+    if args.bots < 0 or args.bots > 200:
+        raise UserError(f"--bots must be between 0 and 200, not {args.bots}")
+    if args.duration is not None and not args.duration > 0:
+        raise UserError("--duration must be a positive number of seconds")
+    out_dir = Path(getattr(args, "out", "out"))
+    record = Path(args.record) if args.record else out_dir / "demo.mp4"
+    if record.suffix.lower() != ".mp4":
+        raise UserError(f"--record needs an .mp4 file name, not {record}")
+    size = tuple(getattr(args, "size", (1280, 720)))
+    if size[0] % 2 or size[1] % 2:
+        raise UserError(f"--size {size[0]}x{size[1]} must be even in both directions")
+    scene = pick_scene(args.scene)
+    if args.duration is not None:
+        duration_s = float(args.duration)
+        play_at_s = min(PLAY_AT_S, 0.3 * duration_s)
+    else:
+        play_at_s = PLAY_AT_S
+        duration_s = play_at_s + scene.duration_s + scene.follow_on_s + TAIL_S
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    if offscreen:
+        return _run_offscreen(args, scene, duration_s, play_at_s, out_dir, record, size)
+    return _run_window(args, scene, duration_s, out_dir, size)
+
+
+def _run_offscreen(
+    args: argparse.Namespace,
+    scene: DemoScene,
+    duration_s: float,
+    play_at_s: float,
+    out_dir: Path,
+    record: Path,
+    size: tuple[int, ...],
+) -> int:
+    steps = Steps(4)
+    ensure_rendered([scene.name, *scene.follow_ons], steps)
+    session_path = out_dir / "demo.nbsession"
+    screenshot = out_dir / "demo.png"
+    report_dir = out_dir / "report"
+    data_dir = Path(tempfile.mkdtemp(prefix="neonbar-demo-"))
+    try:
+        with Evening(data_dir, args.port) as evening:
+            host = mint_invite(data_dir, evening.url, "host", name=DIRECTOR)
+            guests = f"{args.bots} patrons, " if args.bots else ""
+            steps.say(
+                f"the evening: {guests}the Director and '{scene.title}' on the big screen "
+                f"({duration_s:.0f} s, recorded to {session_path})"
+            )
+            if args.bots > 0:
+                patron = mint_invite(data_dir, evening.url, "collaborator")
+                evening.spawn("bots", bots_args(evening.url, patron, args.bots, duration_s + 15))
+            script = data_dir / "director.json"
+            script.write_text(json.dumps(director_script(scene.name, play_at_s)))
+            recorder = subprocess.run(
+                [sys.executable, "-m", "client.recording", "--server", evening.url,
+                 "--room", ROOM, "--name", DIRECTOR, "--token", host, "--out", str(session_path),
+                 "--duration", f"{duration_s:.2f}", "--script", str(script)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if recorder.returncode != 0:
+                why = recorder.stderr.strip().splitlines()[-1:] or ["no output"]
+                raise UserError(f"the Director's client failed: {why[0]}")
+        steps.say(f"the film: replaying the session offline at {DEFAULT_FPS} fps")
+        film = subprocess.run(
+            _neonbar("replay", str(session_path), "--out", str(record), "--camera", "tour",
+                     "--size", f"{size[0]}x{size[1]}", "--fps", str(DEFAULT_FPS),
+                     "--screenshot", str(screenshot)),
+            stdout=subprocess.PIPE, text=True, check=False,
+        )  # fmt: skip
+        if film.returncode != 0:
+            raise UserError(f"the replay failed (status {film.returncode}); see above")
+        steps.say("the report: arcs, top moments, who marked what, the branch, the chain head")
+        report = subprocess.run(
+            _neonbar("report", "--data", str(data_dir), "--room", ROOM, "--out", str(report_dir)),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if report.returncode != 0:
+            why = report.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"the report failed: {why[0]}")
+        page = next(iter(report.stdout.split()[1:2]), str(report_dir))
+    finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+    print(
+        "Wrote:\n"
+        f"  video       {record}\n"
+        f"  screenshot  {screenshot}\n"
+        f"  report      {page}\n"
+        f"  session     {session_path}  (neonbar replay {session_path} --out F.mp4 "
+        "--camera follow NAME)",
+        flush=True,
+    )
+    return 0
+
+
+def _run_window(
+    args: argparse.Namespace,
+    scene: DemoScene,
+    duration_s: float,
+    out_dir: Path,
+    size: tuple[int, ...],
+) -> int:
+    steps = Steps(3)
+    ensure_rendered([scene.name, *scene.follow_ons], steps)
+    session_path = out_dir / "demo.nbsession"
+    data_dir = Path(tempfile.mkdtemp(prefix="neonbar-demo-"))
+    try:
+        with Evening(data_dir, args.port) as evening:
+            host = mint_invite(data_dir, evening.url, "host", name=DIRECTOR)
+            steps.say(f"the bar is open at {evening.url}, room '{ROOM}'")
+            if args.bots > 0:
+                patron = mint_invite(data_dir, evening.url, "collaborator")
+                evening.spawn("bots", bots_args(evening.url, patron, args.bots, duration_s + 60))
+                # A projectionist (a host bot that stays out of the way) starts the scene
+                # once the tour has shown the room.
+                evening.spawn(
+                    "projectionist",
+                    _neonbar("bots", "--server", evening.url, "--room", ROOM, "--count", "1",
+                             "--duration", str(duration_s + 60), "--token", host,
+                             "--chatty", "0", "--play", scene.name),
+                )  # fmt: skip
+            print(
+                "  A second person joins from another machine with:\n"
+                f"    neonbar invite --room {ROOM} --role collaborator --data {data_dir}\n"
+                "    neonbar client --server '<the link it prints>' --name YOU\n"
+                "  (start the server with --host 0.0.0.0 so other machines can reach it)",
+                flush=True,
+            )
+            steps.say("the window: the guided tour plays; press any key to take over")
+            client = _neonbar(
+                "client", "--server", evening.url, "--room", ROOM, "--name", DIRECTOR,
+                "--token", host, "--size", f"{size[0]}x{size[1]}", "--presenter",
+                "--save-session", str(session_path), "--tour",
+            )  # fmt: skip
+            status = subprocess.run(client, check=False).returncode
+            if status != 0:
+                raise UserError(f"the client exited with status {status}")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"Recorded the session to {session_path} (neonbar replay it to a film).")
+    return 0
