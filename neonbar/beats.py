@@ -308,12 +308,6 @@ class BeatFields:
     point: tuple[float, float] | None
 
 
-def _forbidden_char(text: str) -> bool:
-    import unicodedata
-
-    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and c not in "\n" for c in text)
-
-
 def validate_fields(
     *,
     scene: str,
@@ -333,8 +327,8 @@ def validate_fields(
         emotion_name: one of EMOTION_NAMES.
         intensity: 0..1.
         t_out_s: end of a range, seconds, after t_in_s and within the scene; None for a point.
-        note: at most MAX_NOTE_CHARS characters (no control or invisible format characters
-            other than a newline).
+        note: at most MAX_NOTE_CHARS characters, under the chat's character rules
+            (neonbar.text: no controls, no invisible or reordering format characters).
         point: (x, y) in 0..1 from the frame's top-left, or None.
         scene_duration_s: the scene's length, seconds; None when the caller does not know it.
 
@@ -369,8 +363,13 @@ def validate_fields(
         raise BeatError("the note must be text")
     if len(note) > MAX_NOTE_CHARS:
         raise BeatError(f"the note is {len(note)} characters; the limit is {MAX_NOTE_CHARS}")
-    if _forbidden_char(note):
-        raise BeatError("the note contains control or invisible characters")
+    if note.strip():
+        from neonbar.text import TextRefused, check_chat  # the one home of the text rules
+
+        try:
+            check_chat(note)
+        except TextRefused as exc:
+            raise BeatError(f"the note: {exc}") from None
     pt: tuple[float, float] | None = None
     if point is not None:
         if not (
@@ -865,7 +864,7 @@ def _register_wire() -> tuple[Any, Any]:
         },
     )
     # welcome.beats = {"viewers": bool, "count": records in the room's chain}
-    p.SERVER_MESSAGES["welcome"].setdefault("beats", p.F("any", required=False))
+    p.welcome_field("beats", p.F("any", required=False))
     # Standing beats for a newcomer, in pages, after welcome: records up to welcome.seq.
     p.server_message(
         "beats",

@@ -198,7 +198,7 @@ class Beats(Feature):
 
         try:
             duration = float(load_scene(scene).duration_s)
-        except UserError:
+        except (UserError, OSError):
             raise _refuse(
                 ErrorCode.INVALID_FIELD, f"{ref}: no scene named {scene!r}", ref
             ) from None

@@ -26,7 +26,7 @@ def _records() -> list[B.Beat]:
         ("dust_storm", 2.0, None, "joy", 0.8, "the orange haze | rolls in", (0.25, 0.5), "ana"),
         ("dust_storm", 5.5, 9.0, "fear", 1.0, "", None, "ben"),
         ("neon_alley", 3.25, None, "sadness", 0.4, "rain, finally", None, "ana"),
-        ("dust_storm", 12.0, None, "surprise", 0.6, "cut!\nnew line", (0.9, 0.1), "chloé"),
+        ("dust_storm", 12.0, None, "surprise", 0.6, "cut! | new take", (0.9, 0.1), "chloé"),
         ("dust_storm", 20.0, None, "anger", 0.3, "", None, "ben"),
     ]
     for scene, t, t_out, emo, inten, note, point, who in plan:
@@ -102,7 +102,7 @@ def test_resolve_marker_edl(export: X.BeatExport) -> None:
     assert events[-1].split()[4] == "01:00:33:06"
     assert markers[0] == " warmer |C:ResolveColorMint |M:trust 0.50 ana |D:1"
     assert markers[1].endswith("|C:ResolveColorGreen |M:fear 1.00 ben |D:84")
-    assert markers[2].startswith(" cut! new line |C:ResolveColorCyan")  # one line, no '|'
+    assert markers[2].startswith(" cut! / new take |C:ResolveColorCyan")  # no '|' in a note
     assert "|M:sadness 0.40 ana" in markers[3]
 
 

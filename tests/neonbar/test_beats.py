@@ -131,7 +131,7 @@ def test_chain_refuses_a_record_that_does_not_extend_it() -> None:
         ({"t_in_s": float("nan")}, "number of seconds"),
         ({"intensity": 1.5}, "between 0 and 1"),
         ({"note": "x" * 281}, "281 characters; the limit is 280"),
-        ({"note": "a\u202eb"}, "invisible"),
+        ({"note": "a\u202eb"}, "U\\+202E"),
         ({"t_out_s": 1.0}, "end after it starts"),
         ({"t_out_s": 40.0}, "within the scene"),
         ({"point": (1.2, 0.5)}, "on the frame"),

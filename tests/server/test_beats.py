@@ -96,7 +96,7 @@ def test_concurrent_annotators_see_the_same_ordered_chain(server: ServerThread) 
         (_beat(31.0), 4002, "outside the scene (0 to 30.000 s)"),
         (_beat(5.0, until=4.0), 4002, "a range must end after it starts"),
         (_beat(5.0, note="x" * 281), 4002, "note is longer than 280"),
-        (_beat(5.0, note="a\u202eb"), 4002, "invisible"),
+        (_beat(5.0, note="a\u202eb"), 4002, "U+202E"),
         (_beat(5.0, x=0.5), 4002, "a point needs both x and y"),
         (_beat(5.0, x=1.5, y=0.5), 4002, "x must be at most 1"),
         ({**_beat(5.0), "scene": "no_such_scene"}, 4002, "no scene named 'no_such_scene'"),
