@@ -183,7 +183,7 @@ def register_schemas() -> None:
     protocol.client_message("branch", BRANCH_MSG)
     protocol.server_message("faces", FACES_SCHEMA)
     # welcome.reactions: the rates, everyone's face now, branches taken (docs/protocol.md)
-    protocol.SERVER_MESSAGES["welcome"].setdefault("reactions", F("any", required=False))
+    protocol.welcome_field("reactions", F("any", required=False))
 
 
 BRANCH = protocol.event_kind(
