@@ -27,6 +27,7 @@ from neonbar.layout import Layout
 Vec3 = tuple[float, float, float]
 GLIDE_S = 2.5  # the move between two shots
 ANY_BUTTON_EVENT = "neonbar-tour-any-button"
+MIN_SCALE, MAX_SCALE = 0.4, 2.5  # how far a fitted opening may squeeze or stretch its shots
 TAG_NEAR_M = 3.0
 BODY_NEAR_M = 1.1
 
@@ -160,15 +161,19 @@ class Tour:
         return cls(opening, watch)
 
     def fitted(self, opening_s: float) -> Tour:
-        """The same tour with the opening stretched or squeezed to end at opening_s (the scene
-        starts then, and the watch shots should meet it); at most 2.5x either way."""
-        now = self.opening_s
-        glides = self.glide_s * len(self.opening)
-        if not self.opening or now <= 0 or opening_s <= glides:
-            return self
-        scale = min(2.5, max(0.4, (opening_s - glides) / (now - glides)))
-        opening = [replace(s, duration_s=s.duration_s * scale) for s in self.opening]
-        return Tour(opening, self.watch, self.glide_s)
+        """The same tour with the opening fitted to end at opening_s (the scene starts then,
+        and the watch shots should meet it): its shots stretched or squeezed (at most 2.5x
+        either way), and the last ones left out when even squeezed they would not fit."""
+        shots = list(self.opening)
+        while shots:
+            glides = self.glide_s * len(shots)
+            held = sum(s.duration_s for s in shots)
+            if glides + MIN_SCALE * held <= opening_s:
+                scale = min(MAX_SCALE, (opening_s - glides) / held)
+                return Tour([replace(s, duration_s=s.duration_s * scale) for s in shots],
+                            self.watch, self.glide_s)  # fmt: skip
+            shots.pop()
+        return Tour([], self.watch, self.glide_s)
 
     @property
     def opening_s(self) -> float:
