@@ -42,7 +42,7 @@ def _play(room, host, scene="last_train", seconds=24.0, at=0.0):
 
 @pytest.fixture
 def host(tmp_path):
-    return RecordingHost(storage=SqliteStorage(tmp_path / "neonbar.sqlite"))
+    return RecordingHost(storage=SqliteStorage(tmp_path / "neonbar.sqlite", threaded=False))
 
 
 def _of_type(link, t):
@@ -115,7 +115,7 @@ def test_reactions_fold_into_the_playing_scenes_felt_arc_and_persist(host, tmp_p
     assert stored.count == 90 and micro == []
     # a restarted server keeps adding to what was stored
     room.on_dispose()
-    host2 = RecordingHost(storage=SqliteStorage(tmp_path / "neonbar.sqlite"))
+    host2 = RecordingHost(storage=SqliteStorage(tmp_path / "neonbar.sqlite", threaded=False))
     room2 = host2.room(room.name)
     _play(room2, host2, scene="neon_alley", seconds=36, at=1.0)
     (s,) = [_join(host2, room2, "dee")[0]]
