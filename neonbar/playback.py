@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from neonbar.protocol import F, client_message, event_kind, welcome_field
+
 # Rates the server accepts: slower for a close look at a beat, faster to skim.
 MIN_RATE = 0.25
 MAX_RATE = 4.0
@@ -185,9 +187,8 @@ class Timeline:
 
     def to_wire(self) -> dict[str, Any]:
         """The fields of the `timeline` event and of `welcome.timeline` (docs/protocol.md)."""
-        return {
+        wire: dict[str, Any] = {
             "scene": self.scene,
-            "title": self.title,
             "media": self.media,
             "fps": float(self.fps),
             "frames": int(self.frames),
@@ -199,8 +200,13 @@ class Timeline:
             "by": int(self.by),
             "collab": self.collab,
             "status": self.status,
-            "note": self.note,
         }
+        # Strings on the wire are never empty (neonbar.protocol): absent means "".
+        if self.title:
+            wire["title"] = self.title
+        if self.note:
+            wire["note"] = self.note
+        return wire
 
     @classmethod
     def from_wire(cls, msg: Any) -> Timeline:
@@ -218,8 +224,8 @@ class Timeline:
 
         def text(key: str, max_len: int, nullable: bool) -> str | None:
             value = msg.get(key)
-            if value is None and nullable:
-                return None
+            if value is None:
+                return None if nullable else ""
             if not isinstance(value, str) or len(value) > max_len:
                 raise ValueError(f"timeline.{key} must be a string of at most {max_len}")
             return value
@@ -227,7 +233,7 @@ class Timeline:
         media = text("media", 64, nullable=True)
         if media is not None and not _SHA256.match(media):
             raise ValueError("timeline.media must be a sha256 in hex")
-        status = text("status", 16, nullable=False)
+        status = text("status", 16, nullable=False) or "idle"
         if status not in STATUSES:
             raise ValueError(f"timeline.status must be one of {', '.join(STATUSES)}")
         for key in ("playing", "collab"):
@@ -246,9 +252,54 @@ class Timeline:
             version=int(num("ver", 0, 2**53)),
             by=int(num("by", -1, 65535)),
             collab=bool(msg["collab"]),
-            status=status or "idle",
+            status=status,
             note=text("note", 500, nullable=False) or "",
         )
+
+
+# ------------------------------------------------------------------------------ the wire
+
+PLAYBACK_OPS = ("play", "pause", "seek", "rate", "next", "scene", "collab")
+MAX_SCENE_CHARS = 64
+
+# `playback {op, pos?, rate?, scene?, allow?}`: what the host (or, if allowed, a collaborator)
+# asks of the room's timeline (docs/protocol.md, "Watch together").
+PLAYBACK = client_message(
+    "playback",
+    {
+        "op": F("str", choices=PLAYBACK_OPS),
+        "pos": F("float", required=False, lo=0.0, hi=float(MAX_FRAMES)),
+        "rate": F("float", required=False, lo=MIN_RATE, hi=MAX_RATE),
+        "scene": F(
+            "str", required=False, max_len=MAX_SCENE_CHARS, pattern=r"^[a-z0-9][a-z0-9_-]*$"
+        ),
+        "allow": F("bool", required=False),
+    },
+)
+
+TIMELINE = event_kind(
+    "timeline",
+    {
+        "scene": F("str", max_len=128, required=False, nullable=True),
+        "title": F("str", required=False, max_len=200),
+        "media": F("str", pattern=r"^[0-9a-f]{64}$", max_len=64, required=False, nullable=True),
+        "fps": F("float", lo=1.0, hi=MAX_FPS),
+        "frames": F("int", lo=0, hi=MAX_FRAMES),
+        "playing": F("bool"),
+        "pos": F("float", lo=0.0, hi=float(MAX_FRAMES)),
+        "at": F("float"),
+        "rate": F("float", lo=MIN_RATE, hi=MAX_RATE),
+        "ver": F("int", lo=0, hi=2**53),
+        "by": F("int", lo=-1, hi=65535),
+        "collab": F("bool"),
+        "status": F("str", choices=STATUSES),
+        "note": F("str", required=False, max_len=500),
+    },
+    kept=True,
+    doc="the room's timeline changed: every client seeks to it",
+)
+# The timeline also rides in `welcome` (a map with the same fields as the event).
+welcome_field("timeline", F("any", required=False))
 
 
 # ------------------------------------------------------------------------------- play head
@@ -335,13 +386,83 @@ class Playhead:
         return frame_for(self.position_s or 0.0, timeline.fps, timeline.frames)
 
 
+# ------------------------------------------------------------------------------- measuring
+
+
+class TimelineHistory:
+    """Every version of a room's timeline, to say which frame was due at any server time.
+
+    This is how drift is measured on the frame actually drawn (`--playback-log`): the history
+    comes from the `timeline` events, the log gives the frame on the screen at a local time.
+    """
+
+    def __init__(self, timelines: list[Timeline] | None = None) -> None:
+        self._items: list[Timeline] = []
+        for timeline in timelines or ():
+            self.add(timeline)
+
+    def add(self, timeline: Timeline) -> None:
+        if self._items and timeline.version <= self._items[-1].version:
+            return  # a duplicate or an older version
+        self._items.append(timeline)
+
+    @property
+    def changes_s(self) -> list[float]:
+        """Server times at which the timeline changed."""
+        return [t.at_s for t in self._items]
+
+    def at(self, server_s: float) -> Timeline | None:
+        """The version in force at `server_s` (None before the first)."""
+        found = None
+        for timeline in self._items:
+            if timeline.at_s <= server_s:
+                found = timeline
+            else:
+                break
+        return found
+
+
+def frame_errors(
+    records: list[dict[str, Any]],
+    history: TimelineHistory,
+    server_offset_s: float,
+    settle_s: float = 0.5,
+) -> list[tuple[float, int]]:
+    """(local time, shown frame - frame due) for each logged frame of a playing, ready scene.
+
+    Args:
+        records: `--playback-log` lines ({"t": local s, "frame": index or None, ...}).
+        server_offset_s: server time - local time (the true one, measured by the caller).
+        settle_s: skip this long after each change: the news is still on its way.
+    """
+    changes = history.changes_s
+    out = []
+    for rec in records:
+        frame = rec.get("frame")
+        if frame is None:
+            continue
+        server_s = float(rec["t"]) + server_offset_s
+        timeline = history.at(server_s)
+        if timeline is None or timeline.status != "ready" or timeline.media is None:
+            continue
+        if any(0.0 <= server_s - c < settle_s for c in changes):
+            continue
+        out.append((float(rec["t"]), int(frame) - timeline.frame_at(server_s)))
+    return out
+
+
 __all__ = [
     "MAX_RATE",
     "MIN_RATE",
+    "PLAYBACK",
+    "PLAYBACK_OPS",
     "STATUSES",
+    "TIMELINE",
     "DriftBands",
     "Playhead",
     "PlayheadStep",
     "Timeline",
+    "TimelineHistory",
+    "frame_errors",
     "frame_for",
 ]

@@ -1,0 +1,197 @@
+"""Scene media: found and hashed off the event loop, served by content hash over HTTP.
+
+`MediaLibrary` turns a scene name into its mp4 (neonbar.scenes; the server never renders, so a
+generated scene that was not rendered on this host is "missing", with the command that fixes
+it), its sha256, frame rate and frame count. Hashing a 30 s 720p clip reads ~10 MB, so it runs
+on a worker thread and the room polls the result from its tick (server/playback.py).
+
+`media_route` answers `GET /media/<sha256>` on the websocket port (docs/protocol.md, "Watch
+together"): only with a valid invite token (`Authorization: Bearer T`, or `?token=T`) for a room
+whose timeline plays that media or plays it next, with byte ranges so a cut download resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from neonbar.errors import UserError
+from neonbar.tokens import TokenError, verify
+from server.delivery import HttpReply, HttpRequest
+
+log = logging.getLogger("neonbar.server.media")
+
+MAX_RANGE_BYTES = 8 << 20  # one response at most: bounds memory and the event loop's read
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class SceneMedia:
+    """A scene ready to play: what its timeline needs and where its file is."""
+
+    scene: str
+    title: str
+    path: Path
+    sha256: str
+    fps: float
+    frames: int
+    size: int
+
+
+class MediaMissing(Exception):
+    """The scene cannot be played on this server: one sentence for the room."""
+
+
+class MediaLibrary:
+    """Scenes resolved to media on a worker thread; sha256 -> file for the HTTP route."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="neonbar-media")
+        self._by_hash: dict[str, SceneMedia] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, scene: str) -> Future[SceneMedia]:
+        """Find, probe and hash `scene`'s media; the future raises MediaMissing if it cannot."""
+        return self._pool.submit(self._resolve, scene)
+
+    def scene_names(self) -> list[str]:
+        """Every scene this server knows, in the order `next` walks them."""
+        from neonbar.scenes import list_scenes
+
+        try:
+            return [spec.name for spec in list_scenes()]
+        except UserError as exc:
+            log.warning("cannot list scenes: %s", exc)
+            return []
+
+    def _resolve(self, scene: str) -> SceneMedia:
+        from neonbar.scenes import load_scene, media_hash, media_path
+        from neonbar.video import probe
+
+        try:
+            spec = load_scene(scene)
+            path = media_path(spec, render=False)
+        except UserError as exc:
+            raise MediaMissing(str(exc)) from None
+        if not path.is_file():
+            raise MediaMissing(f"the media of scene {scene!r} is missing on the server ({path})")
+        try:
+            info = probe(path)  # counts the packets: the exact frame count
+            fps, frames = info.fps, info.frames
+            sha256 = media_hash(path)
+            size = path.stat().st_size
+        except (OSError, ValueError, UserError) as exc:
+            raise MediaMissing(f"the media of scene {scene!r} cannot be played: {exc}") from None
+        media = SceneMedia(spec.name, spec.title, path, sha256, fps, frames, size)
+        with self._lock:
+            self._by_hash[sha256] = media
+        return media
+
+    def by_hash(self, sha256: str) -> SceneMedia | None:
+        with self._lock:
+            return self._by_hash.get(sha256)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def media_route(
+    library: MediaLibrary,
+    secret: bytes,
+    room_allows: Callable[[str, str], bool],
+    open_rooms: bool = False,
+) -> Callable[[HttpRequest], HttpReply]:
+    """The `/media/` HTTP route.
+
+    Args:
+        room_allows: (room name, sha256) -> whether that room plays (or plays next) the media.
+        open_rooms: a server started with --open also serves clients without a token, for any
+            room that plays the media (`?room=R` names it).
+    """
+
+    def route(request: HttpRequest) -> HttpReply:
+        sha256 = request.path.removeprefix("/media/").removesuffix(".mp4")
+        if not _SHA256.match(sha256):
+            return _text(404, "no such media: ask for /media/<sha256 in lower-case hex>")
+        token = _token(request)
+        if token:
+            try:
+                room = verify(secret, token).room
+            except TokenError as exc:
+                return _text(403, f"media refused: {exc}")
+        elif open_rooms and request.query.get("room"):
+            room = request.query["room"]
+        else:
+            return _text(401, "media refused: an invite token is required")
+        if not room_allows(room, sha256):
+            return _text(403, "media refused: your room does not play this scene")
+        media = library.by_hash(sha256)
+        if media is None or not media.path.is_file():
+            return _text(404, "the server does not have this media any more")
+        return _serve_file(media, request.headers.get("range"))
+
+    return route
+
+
+def _token(request: HttpRequest) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.query.get("token") or None
+
+
+def _text(status: int, sentence: str) -> HttpReply:
+    return HttpReply(status, (sentence + "\n").encode())
+
+
+def _serve_file(media: SceneMedia, range_header: str | None) -> HttpReply:
+    size = media.path.stat().st_size
+    common = {"Accept-Ranges": "bytes", "ETag": f'"{media.sha256}"',
+              "Cache-Control": "private, max-age=31536000, immutable"}  # fmt: skip
+    if range_header is None:
+        if size > MAX_RANGE_BYTES * 8:
+            return _text(413, "this media is large: ask for it in byte ranges (Range: bytes=…)")
+        return HttpReply(200, _read(media.path, 0, size), "video/mp4", common)
+    match = _RANGE.match(range_header.strip())
+    if match is None or not (match.group(1) or match.group(2)):
+        return _text(416, "only one byte range is served (Range: bytes=START-END)")
+    first, last = match.group(1), match.group(2)
+    if first:
+        start = int(first)
+        end = int(last) if last else size - 1
+    else:  # a suffix: the last N bytes
+        start = max(0, size - int(last))
+        end = size - 1
+    if start >= size or end < start:
+        return HttpReply(416, b"", "text/plain", {**common, "Content-Range": f"bytes */{size}"})
+    end = min(end, size - 1, start + MAX_RANGE_BYTES - 1)
+    headers = {**common, "Content-Range": f"bytes {start}-{end}/{size}"}
+    return HttpReply(206, _read(media.path, start, end + 1 - start), "video/mp4", headers)
+
+
+def _read(path: Path, start: int, length: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(start)
+        return f.read(length)
+
+
+def resolved(future: Future[SceneMedia]) -> SceneMedia | str | None:
+    """A finished resolve's media, or its sentence if missing; None while it runs."""
+    if not future.done():
+        return None
+    try:
+        return future.result()
+    except MediaMissing as exc:
+        return str(exc)
+    except Exception as exc:  # a bug in probing must still tell the room something
+        log.exception("resolving media failed")
+        return f"the scene's media could not be prepared ({type(exc).__name__})"
+
+
+__all__ = ["MediaLibrary", "MediaMissing", "SceneMedia", "media_route", "resolved"]
