@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         light=bool(getattr(args, "light", False)),
         seed=getattr(args, "seed", None),
         name_prefix=getattr(args, "name_prefix", "bot"),
+        play=getattr(args, "play", None),
     )
     report = runner(_run_until_signalled(fleet, args.duration))
     if args.json:
@@ -133,6 +134,8 @@ class BotFleet:
     Args:
         chatty: social actions per bot-minute (chat, cheers, wave, drink), 0 for none.
         light: bots skip snapshot reconstruction (load tests); avatars_seen is then unknown.
+        play: a scene the first bot starts (`--play`, needs a host token). While the room's
+            timeline plays, every bot drifts toward the big screen and stands there to watch.
     """
 
     def __init__(
@@ -145,8 +148,12 @@ class BotFleet:
         light: bool = False,
         seed: int | None = None,
         name_prefix: str = "bot",
+        play: str | None = None,
     ) -> None:
         self.server_url = server_url
+        self.play = play
+        self.play_sent = False
+        self.watching = False  # the room's timeline is playing: gather at the screen
         self.room = room
         self.count = count
         self.chatty = chatty
@@ -176,6 +183,8 @@ class BotFleet:
         self.speed_mps = self.rng.uniform(*WALK_MPS, n)
         self.progress_s = np.zeros(n)  # time since last real progress toward the target
         self._welcomes_seen = [0] * n
+        for session in self.sessions:
+            session.on_message = self._on_message
         self._tasks: list[asyncio.Task[None]] = []
         self._deadline_s = math.inf
 
@@ -230,6 +239,8 @@ class BotFleet:
                 return  # nobody left to drive (every connection refused or ended for good)
             live = [i for i, s in enumerate(self.sessions) if s.state is ConnectionState.CONNECTED]
             if live:
+                if self.play and not self.play_sent:
+                    self._start_scene(self.sessions[live[0]])
                 self._adopt_welcomes(live)
                 self._move(np.array(live), TICK_S)
                 for i in live:
@@ -251,6 +262,29 @@ class BotFleet:
             if delay_s < -0.5:  # overloaded: do not try to catch up in a burst
                 next_s = time.monotonic()
             await asyncio.sleep(max(0.0, delay_s))
+
+    def _start_scene(self, session: AsyncSession) -> None:
+        """`--play`: choose the scene and play it (the server starts it once it is ready)."""
+        self.play_sent = True
+        if session.role != "host":
+            log.warning("--play %s needs a host token; %s is a %s", self.play, session.name,
+                        session.role)  # fmt: skip
+        session.queue_message({"t": "playback", "op": "scene", "scene": self.play})
+        session.queue_message({"t": "playback", "op": "play"})
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        """Every bot hears the timeline: while it plays, they all go and watch."""
+        timeline = msg.get("timeline") if msg.get("t") == "welcome" else msg
+        if msg.get("t") == "welcome" or msg.get("kind") == "timeline":
+            if not isinstance(timeline, dict):
+                return
+            watching = bool(timeline.get("playing")) and timeline.get("status") == "ready"
+            if watching and not self.watching:
+                self.target_m[:] = self._random_targets(self.count)
+                self.progress_s[:] = 0.0
+            self.watching = watching
+        elif msg.get("t") == "error" and msg.get("ref") == "playback":
+            log.warning("playback refused: %s", msg.get("message"))
 
     def _adopt_welcomes(self, live: list[int]) -> None:
         """A (re)joined bot starts from where the server put it."""
@@ -302,7 +336,10 @@ class BotFleet:
         self.yaw_rad[rows] = np.where(walking, heading, self.yaw_rad[rows])
         slow = moved_m < 0.25 * step_m
         self.progress_s[rows] = np.where(slow, self.progress_s[rows] + dt_s, 0.0)
-        retarget = rows[(dist_m < ARRIVE_M) | (self.progress_s[rows] > STUCK_S)]
+        arrived = dist_m < ARRIVE_M
+        if self.watching:  # at the screen: stay and watch
+            arrived[:] = False
+        retarget = rows[arrived | (self.progress_s[rows] > STUCK_S)]
         if len(retarget):
             self.target_m[retarget] = self._random_targets(len(retarget))
             self.progress_s[retarget] = 0.0
@@ -310,6 +347,12 @@ class BotFleet:
     def _random_targets(self, n: int) -> np.ndarray:
         hx, hy = self.layout.half_x - 1.0, self.layout.half_y - 1.0
         pts = np.column_stack([self.rng.uniform(-hx, hx, n * 4), self.rng.uniform(-hy, hy, n * 4)])
+        if self.watching:  # a spot in front of the big screen, 2.5-8 m from it
+            s = self.layout.screen
+            along = self.rng.uniform(s.center_m - s.width_m / 2, s.center_m + s.width_m / 2, n * 4)
+            inset = self.rng.uniform(2.5, 8.0, n * 4)
+            pairs = zip(along, inset, strict=True)
+            pts = np.array([self.layout.wall_point(s.wall, a, d) for a, d in pairs])
         if self.world is not None:
             free = self.world.is_free(pts)
             pts = np.concatenate([pts[free], pts[~free]])  # free ones first
