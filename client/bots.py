@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from client.beats_ui import BotBeats  # also registers the beat messages the bots hear
 from client.net import AsyncSession, ConnectError, ConnectionState, split_join_link
 from neonbar.errors import UserError
 from neonbar.layout import load_layout
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         count=args.count,
         token=token,
         chatty=max(0.0, float(getattr(args, "chatty", 1.0))),
+        beats=bool(getattr(args, "beats", False)),
         light=bool(getattr(args, "light", False)),
         seed=getattr(args, "seed", None),
         name_prefix=getattr(args, "name_prefix", "bot"),
@@ -133,6 +135,7 @@ class BotFleet:
 
     Args:
         chatty: social actions per bot-minute (chat, cheers, wave, drink), 0 for none.
+        beats: mark beats near the playing scene's strong moments (client.beats_ui.BotBeats).
         light: bots skip snapshot reconstruction (load tests); avatars_seen is then unknown.
         play: a scene the first bot starts (`--play`, needs a host token). While the room's
             timeline plays, every bot drifts toward the big screen and stands there to watch.
@@ -145,6 +148,7 @@ class BotFleet:
         count: int,
         token: str | None = None,
         chatty: float = 1.0,
+        beats: bool = False,
         light: bool = False,
         seed: int | None = None,
         name_prefix: str = "bot",
@@ -157,6 +161,7 @@ class BotFleet:
         self.room = room
         self.count = count
         self.chatty = chatty
+        self.beats = BotBeats(count, seed) if beats else None
         self.light = light
         self.rng = np.random.default_rng(seed)
         self.random = random.Random(seed)
@@ -256,6 +261,9 @@ class BotFleet:
                         await session.send_ping()
                     if p_social and self.random.random() < p_social:
                         session.queue_message(self._social_action())
+                    if self.beats is not None:
+                        for beat in self.beats.due(i, session.server_time()):
+                            session.queue_message(beat)
             tick += 1
             next_s += TICK_S
             delay_s = next_s - time.monotonic()
@@ -274,6 +282,8 @@ class BotFleet:
 
     def _on_message(self, msg: dict[str, Any]) -> None:
         """Every bot hears the timeline: while it plays, they all go and watch."""
+        if self.beats is not None:
+            self.beats.on_message(msg)
         timeline = msg.get("timeline") if msg.get("t") == "welcome" else msg
         if msg.get("t") == "welcome" or msg.get("kind") == "timeline":
             if not isinstance(timeline, dict):
@@ -425,6 +435,7 @@ class BotFleet:
             "failed_to_connect": len(failures),
             "reconnects": sum(r.reconnects for r in results),
             "events_received": sum(s.stats.events for s in self.sessions),
+            "beats_sent": self.beats.sent if self.beats is not None else 0,
             "closed_by_server": sorted({r.final_error for r in results if r.final_error}),
             "snapshots_per_s": _stats(snaps, ("mean", "min")),
             "latency_ms": {
