@@ -57,6 +57,7 @@ class ErrorCode(IntEnum):
     BAD_STATE = 4006  # e.g. a second hello, or an input before welcome
     MUTED = 4007  # a host muted you: chat is refused
     NO_SUCH_AVATAR = 4008  # kick/mute target is not in the room
+    HISTORY_PRUNED = 4010  # resume: events after your `since` were pruned; replay starts later
 
 
 class CloseCode(IntEnum):

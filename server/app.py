@@ -24,6 +24,7 @@ from neonbar.protocol import (
     ProtocolError,
     decode_client,
 )
+from neonbar.tokens import read_resume
 from server.collector import TickCollector
 from server.delivery import Delivery, HttpReply, HttpRequest, HttpRoute, Link, listen
 from server.metrics import CONTENT_TYPE, ServerMetrics
@@ -150,6 +151,10 @@ class SessionServer:
         # cannot fill the database with room names.
         name = hello["room"]
         existing = self.rooms.get(name)
+        if existing is None and read_resume(self.secret, name, hello.get("resume")) is not None:
+            # A resume token signed for this room: the room comes back from storage (after a
+            # restart) with its avatars, and judges the token like any other.
+            existing = self.room(name)
         if existing is not None:
             grant = existing.on_auth(hello)
         else:
@@ -167,6 +172,8 @@ class SessionServer:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self.sender = SnapshotSender.create(asyncio.get_running_loop(), self.metrics)
+        # Storage commits in its own thread; what waits for a commit runs on this loop.
+        self.storage.call_back = asyncio.get_running_loop().call_soon_threadsafe
         self._out = Delivery(self.config, self.metrics, self.sender, self.close_later)
         warm_up_snapshots()  # compiled code, ready before the first tick
         self._server = await listen(self, host, port, self.routes)
@@ -182,6 +189,9 @@ class SessionServer:
             self._server.close(close_connections=False)
         for room in list(self.rooms.values()):
             room.emit(SYSTEM, text="The server is shutting down; you will be reconnected.")
+        # Events are delivered once stored: let the last ones reach everyone before closing.
+        await asyncio.get_running_loop().run_in_executor(None, self.storage.flush, timeout_s)
+        for room in list(self.rooms.values()):
             for session in list(room.sessions.values()):
                 room.close_session(session, CloseCode.GOING_AWAY, "server shutting down")
         if self._closers:
@@ -211,11 +221,6 @@ class SessionServer:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             if self.collector is not None:
                 self.collector.idle()
-            try:
-                self.storage.flush()
-            except Exception:
-                self.metrics.exceptions.inc()
-                log.exception("storage flush failed; will retry")
 
     def close_later(self, conn: Any, code: int, reason: str) -> None:
         """Close a connection without blocking the caller (the closing handshake may take a

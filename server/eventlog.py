@@ -20,14 +20,15 @@ Sans-I/O: no sockets, no event loop; storage decides when its callbacks run.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from neonbar.protocol import encode
+from neonbar.protocol import ErrorCode, ProtocolError, encode, error_message
 from server.storage import PrunePolicy, RoomRecord, Storage, Write, event_write
 
 Frames = list[tuple[int, bytes]]
+REPLAY_READ_FRAMES = 256  # a replay reads the ring or the database this many frames at a time
 
 
 @dataclass
@@ -109,10 +110,12 @@ class RoomEventLog:
 
     # ---------------------------------------------------------------------------- replays
 
-    def frames_after(self, after_seq: int, max_frames: int, max_bytes: int) -> Frames:
-        """Committed frames above `after_seq`, oldest first, at most `max_frames` of them and
-        about `max_bytes` (at least one frame when there is one)."""
-        top = self.delivered_seq
+    def frames_after(
+        self, after_seq: int, max_frames: int, max_bytes: int, upto_seq: int | None = None
+    ) -> Frames:
+        """Committed frames above `after_seq` (and at most `upto_seq`), oldest first, at most
+        `max_frames` of them and about `max_bytes` (at least one frame when there is one)."""
+        top = self.delivered_seq if upto_seq is None else min(upto_seq, self.delivered_seq)
         after_seq = max(after_seq, self.pruned_through)
         if after_seq >= top or max_frames <= 0:
             return []
@@ -149,6 +152,38 @@ class RoomEventLog:
         if start >= self.delivered_seq:
             return None, gone
         return Replay(start), gone
+
+    def since(self, seq: int) -> Iterator[bytes]:
+        """Frames a resume with `since: seq` is owed, read lazily a chunk at a time.
+
+        Everything up to the last delivered seq as of now: events delivered later reach the
+        connection live, behind this replay (the outbox keeps them in order), so nothing comes
+        twice. A `seq` below what was pruned first gets an `error` (HISTORY_PRUNED) naming
+        where the replay starts; a `seq` at or above the room's gets nothing.
+        """
+        replay, gone = self.replay_start(seq)
+        upto = self.delivered_seq
+
+        def frames() -> Iterator[bytes]:
+            if gone:
+                yield encode(error_message(ProtocolError(
+                    ErrorCode.HISTORY_PRUNED,
+                    f"events up to seq {self.pruned_through} are no longer kept; "
+                    f"replaying from {self.pruned_through + 1}",
+                    "hello",
+                )))  # fmt: skip
+            if replay is None:
+                return
+            after = replay.after_seq
+            while after < upto:
+                chunk = self.frames_after(after, REPLAY_READ_FRAMES, 1 << 20, upto)
+                if not chunk:
+                    return
+                for _, frame in chunk:
+                    yield frame
+                after = chunk[-1][0]
+
+        return frames()
 
     # ---------------------------------------------------------------------------- pruning
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import secrets
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,11 +55,12 @@ from neonbar.protocol import (
     fast_decoder,
 )
 from neonbar.ratelimit import ConnectionLimits
-from neonbar.tokens import TokenError, verify
+from neonbar.tokens import TokenError, mint_resume, new_resume_nonce, verify
+from server.eventlog import RoomEventLog
 from server.metrics import ServerMetrics
 from server.movement import MoveValidator
 from server.snapshots import snapshot_head, snapshot_prefix, you_tails
-from server.storage import Storage
+from server.storage import RoomRecord, Storage
 
 log = logging.getLogger("neonbar.server")
 
@@ -372,7 +372,10 @@ class Room:
         self.sessions: dict[int, Session] = {}  # by avatar id
         self.resume_tokens: dict[str, Avatar] = {}
         self.look = self.config.default_look
-        self.events = EventLog(0, self.config.event_ring)
+        self.events = RoomEventLog(
+            name, self.storage, RoomRecord(name, self.look, 0), self._deliver,
+            self.config.event_ring,
+        )  # fmt: skip
         self.tick = 0
         self.moves = MoveValidator(
             self.layout, speed_mps=self.config.speed_mps, slack_m=self.config.move_slack_m
@@ -422,7 +425,10 @@ class Room:
     def on_create(self) -> None:
         record = self.storage.load_room(self.name, self.config.default_look)
         self.look = record.look
-        self.events = EventLog(record.last_seq, self.config.event_ring)
+        # Seq continues above the highest committed; events are delivered once stored.
+        self.events = RoomEventLog(
+            self.name, self.storage, record, self._deliver, self.config.event_ring
+        )
         for feature in self.features.values():
             feature.on_create()
         self.metrics.rooms.inc()
@@ -472,7 +478,7 @@ class Room:
             name=grant.name,
             color=color,
             role=grant.role,
-            resume_token=secrets.token_urlsafe(24),
+            resume_token=mint_resume(self.host.secret, self.name, avatar_id, new_resume_nonce()),
             name_fixed=grant.name_fixed,
         )
         self.input_seq[avatar_id] = 0
@@ -619,17 +625,19 @@ class Room:
         written to storage before any client can see it, then delivered.
         """
         record = kind.record(**fields)
-        seq = self.events.next_seq()
-        frame = encode({"t": "event", "seq": seq, "st": self.now_s(), "kind": kind.name, **record})
-        self.events.append(frame)
-        if kind.kept:
-            self.storage.append_event(self.name, seq, kind.name, record)
-        self.storage.save_room(self.name, self.look, seq)
+        seq, _ = self.events.append(kind.name, record, self.now_s())
+        # Committed with whatever else waits (one transaction: server/storage.py), then
+        # `_deliver` sends it: nobody sees an event that is not stored.
+        self.events.commit()
         self.metrics.events.labels(kind.name).inc()
-        links = [s.link for s in self.sessions.values()]
-        sent = self.out.broadcast(links, frame)
-        self.metrics.bytes_out.labels("event").inc(len(frame) * sent)
         return seq
+
+    def _deliver(self, frames: list[tuple[int, bytes]]) -> None:
+        """Committed events, in seq order, to everyone connected now."""
+        links = [s.link for s in self.sessions.values()]
+        for _, frame in frames:
+            sent = self.out.broadcast(links, frame)
+            self.metrics.bytes_out.labels("event").inc(len(frame) * sent)
 
     # -------------------------------------------------------------------------------- tick
 
@@ -773,7 +781,7 @@ class Room:
             "resumed": resumed,
             "st": now_s,
             "tick": self.tick,
-            "seq": self.events.seq,
+            "seq": self.events.delivered_seq,  # what was delivered: newer events follow
             "pos": [round(x_m * CM_PER_M), round(y_m * CM_PER_M), int(self.yaw[avatar.id])],
             "avatars": [self.roster_entry(a, now_s) for a in self.avatars.values()],
             "limits": self.config.limits(),

@@ -141,6 +141,9 @@ def event_write(
 
 
 class Storage(Protocol):
+    # How a commit's callbacks reach the owner's thread (the event loop's call_soon_threadsafe).
+    call_back: Callable[[Callable[[], None]], Any]
+
     def load_room(self, name: str, default_look: str) -> RoomRecord: ...
     def load_avatars(self, room: str) -> list[AvatarRecord]: ...
     def load_state(self, room: str) -> dict[str, Any]: ...

@@ -1,0 +1,163 @@
+"""Avatars that survive a restart, and the pruning of old events (docs/server.md).
+
+A room feature with no messages of its own. It keeps one row per avatar in storage
+(server/storage.py `AvatarRecord`): written when the avatar joins or resumes, once a second
+while it moves or its state changes, deleted when it leaves, each in the same commit pipeline
+as the room's events. When a room is created again after a restart (or a `kill -9`), every
+avatar still stored comes back away, as a dropped connection would leave it: for what is left
+of its resume window, counted from when it was last known connected, its old resume token
+(signed, neonbar/tokens.py) reattaches it where it stood, with its name, colour, role, drink
+and tipsy level; the events it missed are replayed from the log.
+
+Once an hour (and when the room is created) events past the `PrunePolicy` go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from neonbar.protocol import CM_PER_M, TICK_HZ
+from neonbar.tokens import mint_resume, read_resume
+from server.room import Avatar, Feature, Session, register_feature
+from server.storage import AvatarRecord, PrunePolicy
+
+log = logging.getLogger("neonbar.server")
+
+SAVE_EVERY_TICKS = TICK_HZ  # positions are at most this old after a crash (1 s)
+PRUNE_EVERY_TICKS = 3600 * TICK_HZ
+
+
+@register_feature
+class Durability(Feature):
+    name = "durability"
+    policy = PrunePolicy()
+
+    def __init__(self, room: Any) -> None:
+        super().__init__(room)
+        self._saved: dict[int, tuple[Any, ...]] = {}  # avatar id -> what its row holds
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    def on_create(self) -> None:
+        room = self.room
+        records = room.storage.load_avatars(room.name)
+        now_s, wall_s = room.now_s(), time.time()
+        restored = 0
+        for record in records:
+            if record.id in room.avatars:
+                continue
+            try:
+                self._restore(record, now_s - max(0.0, wall_s - record.seen_s))
+            except (ValueError, TypeError, KeyError):
+                log.exception("room %s: avatar %d could not be restored", room.name, record.id)
+                continue
+            restored += 1
+        if restored:
+            log.info("room %s: %d avatars restored, away", room.name, restored)
+        self._prune()
+
+    def on_join(self, session: Session, resumed: bool, now_s: float) -> None:
+        self._save(session.avatar, force=True)
+        self.room.events.commit()
+
+    def on_leave(self, avatar: Avatar, reason: str) -> None:
+        self._saved.pop(avatar.id, None)
+        self.room.events.write(("avatar_gone", self.room.name, avatar.id))
+        self.room.events.commit()
+
+    def on_tick(self, now_s: float) -> None:
+        room = self.room
+        if room.tick % SAVE_EVERY_TICKS == 0:
+            for avatar in room.avatars.values():
+                if avatar.session is not None:
+                    self._save(avatar)
+            room.events.commit()
+        if room.tick % PRUNE_EVERY_TICKS == 0:
+            self._prune()
+
+    def on_dispose(self) -> None:
+        for avatar in self.room.avatars.values():
+            self._save(avatar)
+        self.room.events.commit()
+
+    # --------------------------------------------------------------------------- helpers
+
+    def _row(self, avatar: Avatar) -> AvatarRecord | None:
+        room = self.room
+        claim = read_resume(room.host.secret, room.name, avatar.resume_token)
+        if claim is None:  # a token from elsewhere (not signed here): nothing to resume with
+            return None
+        x_m, y_m = room.pos_m[avatar.id]
+        state = {}
+        for key, value in avatar.state.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                continue  # feature state that is not plain data stays in memory
+            state[key] = value
+        extra = {"name_fixed": avatar.name_fixed, "muted": avatar.muted,
+                 "identity": getattr(avatar, "identity", None), "state": state}  # fmt: skip
+        return AvatarRecord(
+            room.name, avatar.id, claim.nonce, avatar.name, avatar.color, avatar.role,
+            round(float(x_m) * CM_PER_M), round(float(y_m) * CM_PER_M), int(room.yaw[avatar.id]),
+            int(room.input_seq[avatar.id]), time.time(), extra,
+        )  # fmt: skip
+
+    def _save(self, avatar: Avatar, force: bool = False) -> None:
+        row = self._row(avatar)
+        if row is None:
+            return
+        key = (row.name, row.color, row.role, row.x_cm, row.y_cm, row.yaw, row.input_seq,
+               json.dumps(row.extra, sort_keys=True))  # fmt: skip
+        if not force and self._saved.get(avatar.id) == key:
+            return
+        self._saved[avatar.id] = key
+        self.room.events.write(("avatar", row))
+
+    def _restore(self, record: AvatarRecord, away_since_s: float) -> None:
+        """Put a stored avatar back in the room, away (as on_join places a new one)."""
+        room = self.room
+        aid = record.id
+        while aid >= len(room.pos_m):
+            room._grow(2 * len(room.pos_m))
+        room._next_id = max(room._next_id, aid + 1)
+        room.moves.forget(aid)
+        extra = record.extra
+        avatar = Avatar(
+            id=aid,
+            name=record.name,
+            color=record.color,
+            role=record.role,
+            resume_token=mint_resume(room.host.secret, room.name, aid, record.nonce),
+            name_fixed=bool(extra.get("name_fixed", False)),
+            muted=bool(extra.get("muted", False)),
+        )
+        avatar.away_since_s = away_since_s
+        avatar.state.update(extra.get("state") or {})
+        identity = extra.get("identity")
+        identities = getattr(room, "identities", None)
+        if identity is not None and identities is not None:
+            avatar.identity = identity
+            identities.get(identity, room.now_s()).avatars.add(aid)
+        room.pos_m[aid] = (record.x_cm / CM_PER_M, record.y_cm / CM_PER_M)
+        room.yaw[aid] = record.yaw
+        room.input_seq[aid] = record.input_seq
+        room.input_at_s[aid] = room.now_s()
+        room.avatars[aid] = avatar
+        room.resume_tokens[avatar.resume_token] = avatar
+        room._ids = np.array(sorted(room.avatars), dtype=np.int64)
+        room.metrics.avatars.inc()
+        self._saved[aid] = ()
+
+    def _prune(self) -> None:
+        room = self.room
+        point = room.storage.prune_point(room.name, self.policy)
+        if point > room.events.pruned_through:
+            room.events.prune(self.policy, point)
+            room.events.commit()
+            log.info("room %s: replayable events up to seq %d pruned", room.name, point)
