@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "client"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "client"))  # the clip, the server process
 from clipfixtures import write_numbered_clip
 from serverfixtures import RawClient, run
 
@@ -232,3 +233,74 @@ def test_media_only_for_an_invite_of_a_room_that_plays_it(make_server, scenes):
 
 def _room(server) -> Any:
     return server.server.rooms["bar"]
+
+
+def test_the_timeline_survives_a_server_restart(tmp_path, scenes):
+    """kill -9 while a scene plays: after the restart it plays on from where the room would be."""
+    import signal
+    import time
+
+    from netfixtures import ServerProcess
+
+    from neonbar.tokens import load_secret, mint
+
+    data = tmp_path / "server"
+    data.mkdir()
+    first = ServerProcess(data, open_rooms=False)
+    token = mint(load_secret(data, create=False), "bar", "host")
+
+    async def start() -> Timeline:
+        host = await RawClient.join(first.url, name="Host", token=token)
+        await host.send({"t": "playback", "op": "scene", "scene": scenes["name"]})
+        await timeline(host, status="ready")
+        await host.send({"t": "playback", "op": "rate", "rate": 0.25})  # 48 frames last 8 s
+        await timeline(host, rate=0.25)
+        await host.send({"t": "playback", "op": "play"})
+        playing = await timeline(host, playing=True)
+        await asyncio.sleep(1.0)  # committed in the meantime (group commits are ~ms apart)
+        return playing
+
+    try:
+        playing = run(start())
+        killed_at = time.monotonic()
+        first.stop(signal.SIGKILL)
+        second = ServerProcess(data, open_rooms=False)
+    except BaseException:
+        first.stop(signal.SIGKILL)
+        raise
+    try:
+
+        async def rejoin() -> tuple[Timeline, float]:
+            host = await RawClient.join(second.url, name="Host", token=token)
+            restored = Timeline.from_wire(host.welcome["timeline"])
+            await host.close()
+            return restored, time.monotonic()
+
+        restored, joined_at = run(rejoin())
+        assert (restored.scene, restored.media, restored.rate) == (
+            "numbered",
+            scenes["sha256"],
+            0.25,
+        )
+        assert restored.playing and restored.status == "ready"
+        assert restored.version > playing.version
+        # Where the room is now: the position when killed plus the time since, at 0.25x.
+        low = 1.0 * 0.25
+        high = (joined_at - killed_at + 1.5) * 0.25
+        assert low <= restored.pos_s <= high, (restored.pos_s, low, high)
+        # And its media is served again by the new process.
+        viewer = {
+            "Authorization": f"Bearer {mint(load_secret(data, create=False), 'bar', 'viewer')}"
+        }
+
+        async def watch_and_fetch() -> int:
+            host = await RawClient.join(second.url, name="Host", token=token)  # keeps the room
+            status = await asyncio.to_thread(
+                lambda: get(second.url, f"/media/{scenes['sha256']}", viewer)[0]
+            )
+            await host.close()
+            return status
+
+        assert run(watch_and_fetch()) == 200
+    finally:
+        second.stop()
