@@ -57,6 +57,7 @@ class ErrorCode(IntEnum):
     BAD_STATE = 4006  # e.g. a second hello, or an input before welcome
     MUTED = 4007  # a host muted you: chat is refused
     NO_SUCH_AVATAR = 4008  # kick/mute target is not in the room
+    NAME_TAKEN = 4009  # profile: someone in the room has that name (or one that looks like it)
     HISTORY_PRUNED = 4010  # resume: events after your `since` were pruned; replay starts later
 
 
@@ -75,8 +76,9 @@ class CloseCode(IntEnum):
     WRONG_ROOM = 4404  # the token is for another room
     TOO_SLOW = 4408  # you stopped reading; resume with your token
     REPLACED = 4409  # another connection resumed your avatar
+    INVITE_FULL = 4410  # this invite already holds its limit of avatars in the room
     ROOM_FULL = 4413
-    FLOOD = 4429  # far over the rate limit
+    FLOOD = 4429  # far over the rate limit (messages or ping/pong frames), or joining too fast
 
 
 class ProtocolError(Exception):

@@ -42,6 +42,12 @@ class Hosting(Feature):
         target = self._target(session, msg)
         target.muted = msg["muted"]
         room = self.room
+        identity = room.identities.find(target.identity)
+        if identity is not None:  # the invite stays muted: reconnecting or rejoining keeps it
+            identity.muted = target.muted
+            for avatar_id in identity.avatars:
+                if avatar_id in room.avatars and avatar_id != target.id:
+                    room.avatars[avatar_id].muted = target.muted
         room.emit(MUTE, avatar=target.id, muted=target.muted, by=session.avatar.id)
         log.info("mute: avatar %d %s by %d in %s", target.id, target.muted, session.avatar.id,
                  room.name)  # fmt: skip
@@ -52,6 +58,9 @@ class Hosting(Feature):
         target = self._target(session, msg)
         room = self.room
         room.emit(KICK, avatar=target.id, by=session.avatar.id)
+        identity = room.identities.find(target.identity)
+        if identity is not None:  # the invite may not come back into this room (4403)
+            identity.kicked = True
         target_session = target.session
         room.on_leave(target, "kicked")
         if target_session is not None:

@@ -42,6 +42,7 @@ from neonbar.protocol import (
     LEAVE,
     MAX_CHAT_CHARS,
     MAX_CLIENT_FRAME_BYTES,
+    MAX_NAME_CHARS,
     PROTOCOL_VERSION,
     TICK_HZ,
     YAW_UNITS,
@@ -55,8 +56,10 @@ from neonbar.protocol import (
     fast_decoder,
 )
 from neonbar.ratelimit import ConnectionLimits
+from neonbar.text import name_key
 from neonbar.tokens import TokenError, mint_resume, new_resume_nonce, verify
 from server.eventlog import RoomEventLog
+from server.identity import Identities, identity_key
 from server.metrics import ServerMetrics
 from server.movement import MoveValidator
 from server.snapshots import snapshot_head, snapshot_prefix, you_tails
@@ -91,6 +94,10 @@ class RoomConfig:
     default_look: str = "orange_haze"
     open_rooms: bool = False  # join without an invite token, as collaborator
     max_frame_bytes: int = MAX_CLIENT_FRAME_BYTES
+    # Per invite (server/identity.py): avatars held in the room, joins per minute (burst).
+    avatars_per_invite: int = 16
+    joins_per_min: float = 20.0
+    join_burst: int = 8
 
     def limits(self) -> dict[str, Any]:
         return {
@@ -172,6 +179,7 @@ class Grant:
     name: str
     name_fixed: bool
     resume_of: Avatar | None = None
+    identity: str | None = None  # the invite's key (server/identity.py); None in open rooms
 
 
 @dataclass(eq=False)
@@ -185,6 +193,8 @@ class Avatar:
     muted: bool = False
     session: Session | None = None
     away_since_s: float | None = None
+    identity: str | None = None
+    limits: ConnectionLimits | None = None  # kept across reconnections: a resume resets nothing
     # Features keep their per-avatar state here, under their own name.
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -345,9 +355,10 @@ def check_invite(hello: dict[str, Any], room: str, secret: bytes, open_rooms: bo
             raise JoinRefused(exc.close_code, str(exc)) from None
         if invite.room != room:
             raise JoinRefused(CloseCode.WRONG_ROOM, "invite token is for another room")
+        key = identity_key(invite)
         if invite.name:
-            return Grant(invite.role, invite.name, True)
-        return Grant(invite.role, hello["name"], False)
+            return Grant(invite.role, invite.name, True, identity=key)
+        return Grant(invite.role, hello["name"], False, identity=key)
     if open_rooms:
         return Grant("collaborator", hello["name"], False)
     raise JoinRefused(CloseCode.AUTH_FAILED, "an invite token is required")
@@ -371,6 +382,11 @@ class Room:
         self.avatars: dict[int, Avatar] = {}
         self.sessions: dict[int, Session] = {}  # by avatar id
         self.resume_tokens: dict[str, Avatar] = {}
+        config = self.config
+        self.identities = Identities(
+            config.msgs_per_s, config.burst, config.avatars_per_invite, config.joins_per_min,
+            config.join_burst,
+        )  # fmt: skip
         self.look = self.config.default_look
         self.events = RoomEventLog(
             name, self.storage, RoomRecord(name, self.look, 0), self._deliver,
@@ -441,13 +457,26 @@ class Room:
             avatar = self.resume_tokens.get(resume)
             if avatar is not None:
                 # The resume token is a capability minted for this avatar: no invite needed.
-                return Grant(avatar.role, avatar.name, avatar.name_fixed, resume_of=avatar)
-        return check_invite(hello, self.name, self.host.secret, self.config.open_rooms)
+                return Grant(avatar.role, avatar.name, avatar.name_fixed, avatar, avatar.identity)
+        grant = check_invite(hello, self.name, self.host.secret, self.config.open_rooms)
+        identity = self.identities.find(grant.identity)
+        if identity is not None and identity.kicked:
+            raise JoinRefused(CloseCode.KICKED, "a host removed this invite from the room")
+        if grant.name_fixed and identity is not None:
+            # An invite that names its holder is one person: a second hello takes that
+            # avatar over (no resume token needed), it never makes a second one.
+            for avatar_id in sorted(identity.avatars):
+                held = self.avatars.get(avatar_id)
+                if held is not None:
+                    grant.resume_of = held
+                    break
+        return grant
 
     def on_join(self, link: Any, hello: dict[str, Any], grant: Grant, now_s: float) -> Session:
-        limits = ConnectionLimits(self.config.msgs_per_s, self.config.burst, now_s=now_s)
         avatar = grant.resume_of
         if avatar is not None:
+            # The avatar's buckets carry over: reconnecting never refills them.
+            limits = avatar.limits or self._new_limits(now_s)
             old = avatar.session
             if old is not None:
                 self._detach(old, now_s)
@@ -468,6 +497,17 @@ class Room:
             return session
         if len(self.avatars) >= self.config.max_avatars:
             raise JoinRefused(CloseCode.ROOM_FULL, f"room {self.name} is full")
+        identity = None
+        if grant.identity is not None:
+            identity = self.identities.get(grant.identity, now_s)
+            if len(identity.avatars) >= self.config.avatars_per_invite:
+                raise JoinRefused(
+                    CloseCode.INVITE_FULL,
+                    f"this invite already has {len(identity.avatars)} avatars in the room",
+                )
+            if not identity.joins.allow(now_s):
+                raise JoinRefused(CloseCode.FLOOD, "too many joins with this invite; wait a minute")
+        limits = self._new_limits(now_s)
         avatar_id = self._allocate_id(now_s)
         self.moves.forget(avatar_id)  # a full distance budget, no previous claim
         if avatar_id >= len(self.pos_m):
@@ -475,12 +515,17 @@ class Room:
         color = hello.get("color") or PALETTE[avatar_id % len(PALETTE)]
         avatar = Avatar(
             id=avatar_id,
-            name=grant.name,
+            name=grant.name if grant.name_fixed else self.free_name(grant.name),
             color=color,
             role=grant.role,
             resume_token=mint_resume(self.host.secret, self.name, avatar_id, new_resume_nonce()),
             name_fixed=grant.name_fixed,
+            identity=grant.identity,
+            limits=limits,
         )
+        if identity is not None:
+            identity.avatars.add(avatar_id)
+            avatar.muted = identity.muted
         self.input_seq[avatar_id] = 0
         self.input_at_s[avatar_id] = now_s
         self.avatars[avatar_id] = avatar
@@ -508,6 +553,9 @@ class Room:
             self._detach(avatar.session, now_s)
         self.resume_tokens.pop(avatar.resume_token, None)
         self.pending.pop(avatar.id, None)
+        identity = self.identities.find(avatar.identity)
+        if identity is not None:
+            identity.avatars.discard(avatar.id)
         self._ids = np.array(sorted(self.avatars), dtype=np.int64)
         # Ids come back only after the resume window, so a late snapshot or event about the old
         # avatar can never be mistaken for a newcomer.
@@ -550,6 +598,9 @@ class Room:
             log.warning("flood from %s (avatar %d): closing", session.link.peer, session.avatar.id)
             self.close_session(session, CloseCode.FLOOD, "far over the rate limit")
             return
+        identity = self.identities.find(session.avatar.identity)
+        if accepted and identity is not None:
+            accepted = identity.throttle.allow(now_s)  # the invite's budget, over all its links
         try:
             if not accepted:
                 raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")
@@ -811,6 +862,25 @@ class Room:
 
     def _send_welcome(self, session: Session, resumed: bool, now_s: float) -> None:
         self.out.send(session.link, encode(self.welcome(session.avatar, resumed, now_s)))
+
+    def _new_limits(self, now_s: float) -> ConnectionLimits:
+        return ConnectionLimits(self.config.msgs_per_s, self.config.burst, now_s=now_s)
+
+    def name_taken(self, name: str, by: Avatar | None = None) -> bool:
+        """Whether someone else in the room has this name or one that looks like it."""
+        key = name_key(name)
+        return any(a is not by and name_key(a.name) == key for a in self.avatars.values())
+
+    def free_name(self, name: str) -> str:
+        """`name`, or `name 2`, `name 3`... : a chosen name never copies someone else's."""
+        if not self.name_taken(name):
+            return name
+        for n in range(2, 10_000):
+            suffix = f" {n}"
+            candidate = name[: MAX_NAME_CHARS - len(suffix)] + suffix
+            if not self.name_taken(candidate):
+                return candidate
+        raise JoinRefused(CloseCode.ROOM_FULL, "no free name left")
 
     def _grow(self, capacity: int) -> None:
         for name in (

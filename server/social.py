@@ -80,6 +80,10 @@ class Social(Feature):
         if "name" in msg:
             if avatar.name_fixed:
                 raise ProtocolError(ErrorCode.NOT_ALLOWED, "your invite fixes your name", "profile")
+            if self.room.name_taken(msg["name"], by=avatar):
+                raise ProtocolError(
+                    ErrorCode.NAME_TAKEN, "someone here has that name (or one like it)", "profile"
+                )
             change["name"] = msg["name"]
         if "color" in msg:
             change["color"] = msg["color"]

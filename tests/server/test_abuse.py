@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import statistics
 
 import msgpack
 from serverfixtures import RawClient, ServerThread, run
 
 from neonbar.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
+from server.delivery import SNDBUF_BYTES
 
 
 def test_bad_messages_get_errors_and_the_connection_stays(server: ServerThread):
@@ -157,3 +159,165 @@ def test_fragmented_and_whole_frames_keep_their_order(server: ServerThread):
         await ann.close()
 
     run(scenario())
+
+
+def test_websocket_ping_frames_are_rate_limited_like_data(server: ServerThread):
+    async def scenario() -> None:
+        calm = await RawClient.join(server.url, name="calm")
+        pinger = await RawClient.join(server.url, name="pinger")
+
+        async def flood() -> None:
+            try:
+                for i in range(20_000):
+                    await pinger.ws.ping(str(i).encode())  # control frames, not messages
+                    if i % 50 == 0:
+                        await asyncio.sleep(0)
+            except Exception:
+                pass  # closed by the server mid-flood
+
+        task = asyncio.create_task(flood())
+        assert await pinger.closed(timeout_s=15) == CloseCode.FLOOD
+        await task
+        await calm.send({"t": "chat", "text": "still served"})
+        await calm.event("chat", text="still served")
+        await calm.close()
+
+    run(scenario())
+
+
+def test_one_invite_holds_a_bounded_number_of_avatars(make_server):
+    server = make_server(open_rooms=False, avatars_per_invite=3, join_burst=20)
+    token = server.token()
+
+    async def scenario() -> None:
+        held = [await RawClient.join(server.url, name=f"p{i}", token=token) for i in range(3)]
+        extra = await RawClient.open(server.url)
+        await extra.send({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "p3",
+                          "token": token})  # fmt: skip
+        assert await extra.closed() == CloseCode.INVITE_FULL
+        # Dropping a connection does not free the slot: the avatar stays away to be resumed.
+        await held[0].close()
+        again = await RawClient.open(server.url)
+        await again.send({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "p4",
+                          "token": token})  # fmt: skip
+        assert await again.closed() == CloseCode.INVITE_FULL
+        # Another invite is another identity.
+        other = await RawClient.join(server.url, name="q", token=server.token())
+        assert other.welcome["you"] not in {c.avatar for c in held}
+
+    run(scenario())
+
+
+def test_join_and_drop_loops_are_refused_not_minted(make_server):
+    server = make_server(open_rooms=False, avatars_per_invite=100, join_burst=4, joins_per_min=6)
+    token = server.token()
+
+    async def scenario() -> list[int | None]:
+        codes = []
+        for i in range(8):
+            client = await RawClient.open(server.url)
+            await client.send({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar",
+                               "name": f"d{i}", "token": token})  # fmt: skip
+            msg = await client.recv_until(lambda m: m["t"] == "welcome", 5) if i < 4 else None
+            codes.append(None if msg else await client.closed())
+            await client.close()
+        return codes
+
+    codes = run(scenario())
+    assert codes[:4] == [None] * 4
+    assert codes[4:] == [CloseCode.FLOOD] * 4
+    room = server.server.rooms["bar"] if server.server else None
+    assert room is not None and server.call(lambda: len(room.avatars)) == 4
+
+
+def test_a_kick_outlasts_the_connection_and_a_mute_outlasts_the_avatar(make_server):
+    server = make_server(open_rooms=False)
+    host_token, guest_token, loud_token = server.token(role="host"), server.token(), server.token()
+
+    async def scenario() -> None:
+        host = await RawClient.join(server.url, name="host", token=host_token)
+        guest = await RawClient.join(server.url, name="guest", token=guest_token)
+        await host.send({"t": "kick", "avatar": guest.avatar})
+        assert await guest.closed() == CloseCode.KICKED
+        back = await RawClient.open(server.url)
+        await back.send({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "guest2",
+                         "token": guest_token})  # fmt: skip
+        assert await back.closed() == CloseCode.KICKED
+
+        loud = await RawClient.join(server.url, name="loud", token=loud_token)
+        await host.send({"t": "mute", "avatar": loud.avatar, "muted": True})
+        await loud.event("mute", avatar=loud.avatar, muted=True)
+        await loud.send({"t": "bye"})
+        await loud.closed()
+        again = await RawClient.join(server.url, name="loud", token=loud_token)
+        assert {e["name"]: e["muted"] for e in again.welcome["avatars"]}["loud"] is True
+        await again.send({"t": "chat", "text": "hello?"})
+        assert (await again.error())["code"] == ErrorCode.MUTED
+
+    run(scenario())
+
+
+def test_a_named_invite_is_one_avatar_a_second_hello_takes_it_over(make_server):
+    server = make_server(open_rooms=False)
+    token = server.token(name="Investor")
+
+    async def scenario() -> None:
+        first = await RawClient.join(server.url, name="x", token=token)
+        second = await RawClient.join(server.url, name="y", token=token)
+        assert second.avatar == first.avatar and second.welcome["resumed"] is True
+        assert second.welcome["name"] == "Investor"
+        assert await first.closed() == CloseCode.REPLACED
+
+    run(scenario())
+
+
+def test_a_name_cannot_copy_someone_elses(server: ServerThread):
+    async def scenario() -> None:
+        ann = await RawClient.join(server.url, name="ann")
+        copy = await RawClient.join(server.url, name="ANN")
+        assert copy.welcome["name"] == "ANN 2"
+        bob = await RawClient.join(server.url, name="bob")
+        for lookalike in ("Ann", "\u0430nn", "a n n"):  # case, Cyrillic a, spacing
+            await bob.send({"t": "profile", "name": lookalike})
+            assert (await bob.error())["code"] == ErrorCode.NAME_TAKEN
+        await bob.send({"t": "profile", "name": "bobby"})
+        await ann.event("profile", avatar=bob.avatar, name="bobby")
+
+    run(scenario())
+
+
+def test_what_a_never_reading_client_holds_is_bounded_including_the_kernel(make_server):
+    server = make_server(snapshot_skip_bytes=8 * 1024, max_buffer_bytes=48 * 1024)
+
+    async def scenario() -> int | None:
+        stuck = await RawClient.join(server.url, name="stuck")
+        talker = await RawClient.join(server.url, name="talker")
+        room = server.server.rooms["bar"] if server.server else None
+        assert room is not None
+        link = server.call(lambda: room.sessions[stuck.avatar].link)
+        sndbuf = server.call(
+            lambda: link.gate.get_extra_info("socket").getsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF
+            )
+        )
+        assert sndbuf <= 2 * SNDBUF_BYTES  # Linux doubles the value it is given
+        stuck.ws.transport.pause_reading()  # stop reading: the kernel's buffers fill
+        held = []
+        for i in range(400):
+            await talker.send({"t": "chat", "text": f"{i:04d} " + "x" * 400})
+            if i % 20 == 0:
+                await asyncio.sleep(0.05)
+                held.append(server.call(link.held_bytes))
+                if link.closing:
+                    break
+        code = await asyncio.wait_for(_close_code_seen_by_server(server, link), 15)
+        assert max(held) <= 48 * 1024 + 64 * 1024  # the bound, plus at most one event burst
+        return code
+
+    assert run(scenario()) is True
+
+
+async def _close_code_seen_by_server(server: ServerThread, link) -> bool:
+    while not server.call(lambda: link.closing):
+        await asyncio.sleep(0.05)
+    return True

@@ -271,3 +271,17 @@ def test_bye_leaves_for_good_and_a_disconnect_leaves_the_avatar_away(
     for _ in range(20):
         room.step(host.now)
     assert not room.avatars  # the away avatar timed out
+
+
+def test_a_reconnect_does_not_refill_the_rate_limit(room: Room):
+    a, link_a = join(room, "ada")
+    ping = encode({"t": "ping", "ct": 1.0})
+    for _ in range(int(room.config.burst) + 5):
+        room.receive(a, ping, 5.0)
+    assert any(m.get("code") == ErrorCode.RATE_LIMITED for m in link_a.take())
+    room.on_disconnect(a)
+    resumed, link_b = join(room, "ada", resume=a.avatar.resume_token)
+    assert resumed.avatar is a.avatar
+    link_b.take()
+    room.receive(resumed, ping, 5.0)
+    assert [m["code"] for m in link_b.take()] == [ErrorCode.RATE_LIMITED]

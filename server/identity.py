@@ -1,0 +1,76 @@
+"""Who is behind a connection, beyond the connection: limits that a reconnect does not reset.
+
+An identity is an invite: the nonce of the invite token a hello carried. A room keeps, per
+identity, what must outlive any one connection (docs/protocol.md, "Limits"):
+
+- how many avatars it holds in the room (present or away): at most `avatars_per_invite`;
+  an invite that names its holder ("--name") is one person and holds one avatar, so a second
+  hello with it takes that avatar over (the older connection is closed with 4409);
+- how fast it may join (`joins_per_min`, burst `join_burst`): join-and-drop loops are refused
+  with 4429 instead of minting avatars;
+- a message budget shared by all its connections: `avatars_per_invite` times one connection's;
+- whether a host kicked it (it may not come back: 4403) or muted it (its avatars stay muted,
+  new ones included).
+
+Open rooms (`--open`, for local tests and load runs) have no invites: per-connection limits
+only, and kicks last as long as the avatar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from neonbar.ratelimit import TokenBucket
+
+
+@dataclass(eq=False)
+class Identity:
+    key: str
+    throttle: TokenBucket
+    joins: TokenBucket
+    avatars: set[int] = field(default_factory=set)
+    kicked: bool = False
+    muted: bool = False
+
+
+def identity_key(invite: Any) -> str:
+    """The key of an invite (its nonce; a nonce-less legacy token by its fields)."""
+    nonce = getattr(invite, "nonce", "")
+    if nonce:
+        return f"invite:{nonce}"
+    return f"invite:{invite.room}/{invite.role}/{invite.name}/{invite.expires_s}"
+
+
+class Identities:
+    """The identities seen in one room."""
+
+    def __init__(
+        self,
+        msgs_per_s: float,
+        burst: float,
+        avatars_per_invite: int,
+        joins_per_min: float,
+        join_burst: int,
+    ) -> None:
+        self.msgs_per_s = msgs_per_s
+        self.burst = burst
+        self.avatars_per_invite = avatars_per_invite
+        self.joins_per_min = joins_per_min
+        self.join_burst = join_burst
+        self._by_key: dict[str, Identity] = {}
+
+    def get(self, key: str, now_s: float) -> Identity:
+        found = self._by_key.get(key)
+        if found is None:
+            share = self.avatars_per_invite
+            found = Identity(
+                key,
+                TokenBucket(self.msgs_per_s * share, self.burst * share, now_s),
+                TokenBucket(self.joins_per_min / 60.0, self.join_burst, now_s),
+            )
+            self._by_key[key] = found
+        return found
+
+    def find(self, key: str | None) -> Identity | None:
+        return None if key is None else self._by_key.get(key)
