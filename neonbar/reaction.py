@@ -346,7 +346,7 @@ class FeltArcStore:
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() or path.suffix != ".sqlite":  # a data directory, made if need be
             path = path / self.FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -450,3 +450,107 @@ def load_felt(data_dir: str | Path, room: str) -> dict[str, tuple[FeltArc, list[
         return {s: (store.load(room, s), store.micro(room, s)) for s in store.scenes(room)}
     finally:
         store.close()
+
+
+# ----------------------------------------------------------------------------- for the report
+
+
+@dataclass(frozen=True)
+class SectionDeparture:
+    """How the felt arc sat against the intended arc over one section of a screenplay.
+
+    A section runs from one scene heading to the next. `d_*` are felt minus intended, averaged
+    over the section's buckets that held reactions (weighted by their sample counts).
+    """
+
+    label: str
+    start_s: float
+    end_s: float
+    felt_valence: float
+    felt_arousal: float
+    intended_valence: float
+    intended_arousal: float
+    samples: int
+
+    @property
+    def d_valence(self) -> float:
+        return self.felt_valence - self.intended_valence
+
+    @property
+    def d_arousal(self) -> float:
+        return self.felt_arousal - self.intended_arousal
+
+
+def sections(
+    headings: Sequence[tuple[str, float]], duration_s: float
+) -> list[tuple[str, float, float]]:
+    """(label, start, end) per section from (heading text, start) pairs; one if none."""
+    marks = sorted((max(0.0, t), label) for label, t in headings)
+    if not marks or marks[0][0] > 0.5:
+        marks.insert(0, (0.0, "opening"))
+    out = []
+    for i, (start, label) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else duration_s
+        if end > start:
+            out.append((label, start, end))
+    return out
+
+
+def departures(
+    felt: FeltArc,
+    intended: Any,
+    spans: Sequence[tuple[str, float, float]],
+) -> list[SectionDeparture]:
+    """Felt against intended per section; `intended(t_s) -> (valence, arousal)`."""
+    out = []
+    for label, start, end in spans:
+        t, valence, arousal, n = felt.window_curve(start, end)
+        if not len(n):
+            continue
+        want = np.array([intended(float(x)) for x in t])
+        out.append(
+            SectionDeparture(
+                label,
+                start,
+                end,
+                float(np.average(valence, weights=n)),
+                float(np.average(arousal, weights=n)),
+                float(np.average(want[:, 0], weights=n)),
+                float(np.average(want[:, 1], weights=n)),
+                int(n.sum()),
+            )
+        )
+    return out
+
+
+def report_felt(data_dir: str | Path, room: str) -> dict[str, Any]:
+    """{scene: neonbar.report.FeltSeries} for `neonbar report`, read from a server data dir."""
+    from neonbar.report import FeltSeries
+
+    out: dict[str, Any] = {}
+    for scene, (arc, micro) in load_felt(data_dir, room).items():
+        if not arc.count:
+            continue
+        series = arc.series()
+        per_watcher = REACTION_HZ * arc.bucket_ms / 1000.0  # samples one watcher sends a bucket
+        strongest = sorted(micro, key=lambda m: -m.strength)[:40]
+        moments = tuple(
+            (m.at_s, f"{m.kind} ({m.who})") for m in sorted(strongest, key=lambda m: m.at_s)
+        )
+        out[scene] = FeltSeries(
+            series["t_s"], series["valence"], series["arousal"], series["n"] / per_watcher,
+            moments, sections=tuple(_scene_departures(scene, arc)),
+        )  # fmt: skip
+    return out
+
+
+def _scene_departures(scene: str, arc: FeltArc) -> list[SectionDeparture]:
+    try:
+        from neonbar.arc import intended_arc
+        from neonbar.scenes import load_scene
+
+        intended = intended_arc(load_scene(scene))
+    except Exception:  # a scene gone or without a screenplay: no intended arc to compare with
+        return []
+    heads = [(e.text, e.start_s) for e in intended.elements if e.kind == "scene_heading"]
+    return departures(arc, intended.at, sections(heads, intended.duration_s))

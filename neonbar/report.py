@@ -69,6 +69,7 @@ class FeltSeries:
     arousal: FloatArray
     watchers: FloatArray
     moments: tuple[tuple[float, str], ...] = ()
+    sections: tuple[Any, ...] = ()  # neonbar.reaction.SectionDeparture, felt vs intended
 
 
 @dataclass
@@ -326,6 +327,8 @@ def render_html(room: str, scenes: Sequence[SceneReport]) -> str:
             parts.append(f"<p class='note'>No intended arc: {e(s.intended_note)}</p>")
         if s.felt is None:
             parts.append("<p class='note'>No felt arc: nobody shared webcam reactions.</p>")
+        else:
+            parts.append(_felt_html(s.felt))
         parts.append("<h3>Top moments</h3><div class='moments'>")
         for t, thumb in s.thumbnails:
             near = [b for b in s.beats if abs(b.t_in_s - t) <= MOMENT_WINDOW_S]
@@ -363,6 +366,30 @@ def render_html(room: str, scenes: Sequence[SceneReport]) -> str:
         parts.append("</table>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _felt_html(felt: FeltSeries) -> str:
+    """Felt against intended per screenplay section, and the micro-expression moments."""
+    e = html.escape
+    rows = ["<h3>Felt against intended</h3>"]
+    if felt.sections:
+        rows.append("<table><tr><th>section</th><th>time</th><th>valence felt / intended</th>"
+                    "<th>arousal felt / intended</th><th>reactions</th></tr>")  # fmt: skip
+        for d in felt.sections:
+            rows.append(
+                f"<tr><td>{e(d.label)}</td><td>{d.start_s:.0f}–{d.end_s:.0f} s</td>"
+                f"<td>{d.felt_valence:+.2f} / {d.intended_valence:+.2f} "
+                f"(<b>{d.d_valence:+.2f}</b>)</td><td>{d.felt_arousal:.2f} / "
+                f"{d.intended_arousal:.2f} (<b>{d.d_arousal:+.2f}</b>)</td>"
+                f"<td>{d.samples}</td></tr>"
+            )
+        rows.append("</table>")
+    else:
+        rows.append("<p class='note'>No intended arc to compare the felt arc with.</p>")
+    if felt.moments:
+        listed = ", ".join(f"{t:.1f} s {label}" for t, label in felt.moments[:20])
+        rows.append(f"<p>Micro-expressions: {e(listed)}</p>")
+    return "\n".join(rows)
 
 
 def write_report(
@@ -403,6 +430,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; --out names a folder for the report")
-    page = write_report(out, records)
+    from neonbar.reaction import report_felt
+
+    page = write_report(out, records, felt=report_felt(Path(args.data), args.room))
     print(f"wrote {page}")
     return 0

@@ -238,3 +238,52 @@ def test_host_override_must_name_a_branch():
     assert d.condition == "host" and d.choice.scene == "alley_soft" and "host" in d.reason
     with pytest.raises(UserError, match="not a branch"):
         choose(point, _scripted_arc(0.3), intended, override="elsewhere")
+
+
+def test_sections_split_at_scene_headings():
+    spans = wire.sections([("EXT. ALLEY", 0.0), ("EXT. STEPS", 20.0)], 36.0)
+    assert spans == [("EXT. ALLEY", 0.0, 20.0), ("EXT. STEPS", 20.0, 36.0)]
+    assert wire.sections([("LATER", 5.0)], 10.0) == [("opening", 0.0, 5.0), ("LATER", 5.0, 10.0)]
+    assert wire.sections([], 8.0) == [("opening", 0.0, 8.0)]
+
+
+def test_departures_are_felt_minus_intended_per_section():
+    arc = wire.FeltArc()
+    rs = [wire.Reaction(t / 10, 0.5 if t < 100 else -0.5, 0.4) for t in range(200)]
+    for i in range(0, 200, 4):
+        arc.add(wire.records(wire.pack_many(rs[i : i + 4])))
+    out = wire.departures(arc, lambda t: (0.2, 0.6), [("a", 0, 10), ("b", 10, 20), ("c", 20, 30)])
+    assert [d.label for d in out] == ["a", "b"]  # nobody felt anything in c
+    a, b = out
+    assert a.d_valence == pytest.approx(0.3, abs=0.01) and a.d_arousal == pytest.approx(
+        -0.2, abs=0.01
+    )
+    assert b.d_valence == pytest.approx(-0.7, abs=0.01) and a.samples == 100
+
+
+def test_the_report_shows_the_felt_arc_its_sections_and_micro_moments(tmp_path):
+    from neonbar import beats as B
+    from neonbar import report as R
+
+    data = tmp_path / "data"
+    store = wire.FeltArcStore(data)
+    arc = wire.FeltArc()
+    for w in range(3):
+        rs = [wire.Reaction(t / 10, 0.1 * w, 0.5) for t in range(0, 360)]
+        for i in range(0, len(rs), 4):
+            arc.add(wire.records(wire.pack_many(rs[i : i + 4])), watcher=w)
+    micro = [wire.MicroMoment("neon_alley", 22.4, "surprise", 0.8, 220, "ada")]
+    store.save("studio", "neon_alley", arc, micro, ["ada", "bo", "cy"])
+    store.close()
+    felt = wire.report_felt(data, "studio")
+    series = felt["neon_alley"]
+    assert series.watchers[10] == pytest.approx(3.0)  # three people at 10 Hz
+    assert [d.label for d in series.sections][:1] == ["EXT. KOWLOON ALLEY - NIGHT"]
+    assert len(series.sections) == 2 and series.moments == ((22.4, "surprise (ada)"),)
+    chain = B.BeatChain("studio")
+    f = B.validate_fields(scene="neon_alley", t_in_s=3.0, emotion_name="joy", point=None, note="")
+    chain.add(f, author="ana", role="viewer", server_ms=0)
+    page = R.write_report(tmp_path / "out", chain.records, felt=felt)
+    text = page.read_text()
+    assert "Felt against intended" in text and "EXT. ALLEY STEPS" in text
+    assert "22.4 s surprise (ada)" in text and "No felt arc" not in text
