@@ -635,14 +635,22 @@ def annotated_arc(
 def top_moments(
     beats: Sequence[Beat], arc: AnnotatedArc, n: int = 5, min_gap_s: float = 3.0
 ) -> list[float]:
-    """The `n` scene times where most beats cluster (density peaks at least `min_gap_s` apart)."""
-    if not beats:
+    """Up to `n` scene times where beats cluster, in time order: peaks of the density at least
+    `min_gap_s` apart and at least a fifth as dense as the densest (a lone beat far from the
+    others is not a "top" moment of a busy scene, but a scene of lone beats still has some)."""
+    d = arc.density
+    if not beats or len(d) < 3 or float(d.max()) <= 0:
         return []
-    order = np.argsort(-arc.density, kind="stable")
+    inner = np.flatnonzero((d[1:-1] >= d[:-2]) & (d[1:-1] > d[2:])) + 1
+    peaks = [int(i) for i in inner]
+    for edge in (0, len(d) - 1):  # a cluster right at the start or end of the scene
+        neighbour = d[1] if edge == 0 else d[-2]
+        if d[edge] > neighbour:
+            peaks.append(edge)
+    floor = 0.2 * float(d.max())
+    peaks = sorted((i for i in peaks if d[i] >= floor), key=lambda i: (-d[i], i))
     picked: list[float] = []
-    for i in order:
-        if arc.density[i] <= 0:
-            break
+    for i in peaks:
         t = float(arc.t_s[i])
         if all(abs(t - p) >= min_gap_s for p in picked):
             picked.append(t)

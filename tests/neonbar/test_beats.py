@@ -187,7 +187,8 @@ def test_annotated_arc_follows_the_beats() -> None:
     # density integrates to beats per person
     step = arc.t_s[1] - arc.t_s[0]
     assert float(arc.density.sum() * step) == pytest.approx(3 / 2, rel=0.02)
-    assert B.top_moments(beats, arc, n=2) == pytest.approx([5.25, 20.0], abs=0.3)
+    # two clusters, two moments: the tails of the bumps are not moments of their own
+    assert B.top_moments(beats, arc, n=5) == pytest.approx([5.25, 20.0], abs=0.3)
 
 
 def test_a_range_spreads_over_its_span() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from serverfixtures import RawClient, ServerThread, run
 
-from neonbar.beats import BeatChain, beat_from_dict, check_chain
+from neonbar.beats import EMOTION_NAMES, BeatChain, beat_from_dict, check_chain
 
 SCENE = "dust_storm"  # shipped: 30 s (scenes/dust_storm.toml)
 REPO = Path(__file__).resolve().parents[2]
@@ -336,3 +336,93 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_beat(tmp_path: Path) -> Non
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert check.returncode == 0 and "intact" in check.stdout, check.stdout + check.stderr
+
+
+def _scene_folder(root: Path) -> dict[str, str]:
+    """A 30 s clip imported as scene `bench_storm` with dust_storm's screenplay, in a scene
+    folder of the test's own (never the repository's scenes/)."""
+    import av
+    import numpy as np
+
+    env = {**os.environ, "NEONBAR_SCENES": str(root / "scenes"), "PYTHONUNBUFFERED": "1"}
+    clip = root / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for k in range(30 * 24):
+            img = np.full((96, 160, 3), (k * 3) % 255, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    subprocess.run(
+        [sys.executable, "-m", "neonbar", "scene", "add", str(clip), "--title", "Bench Storm",
+         "--screenplay", str(REPO / "scenes" / "dust_storm.fountain"), "--name", "bench_storm"],
+        cwd=REPO, env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return env
+
+
+def test_bots_mark_a_playing_scene_and_the_room_exports_and_reports(tmp_path: Path) -> None:
+    env = _scene_folder(tmp_path)
+    data = tmp_path / "data"
+    port = _free_port()
+    url = f"ws://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neonbar", "server", "--port", str(port), "--data", str(data)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        while "listening on" not in proc.stdout.readline().decode():
+            assert proc.poll() is None, "server did not start"
+        host = subprocess.run(
+            [sys.executable, "-m", "neonbar", "invite", "--room", "bar", "--role", "host",
+             "--data", str(data)],
+            cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.splitlines()[0].strip()  # fmt: skip
+        bots = subprocess.run(
+            [sys.executable, "-m", "neonbar", "bots", "--server", url, "--room", "bar",
+             "--count", "6", "--duration", "16", "--token", host, "--play", "bench_storm",
+             "--beats", "--json", "--chatty", "0"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert bots.returncode == 0, bots.stderr[-2000:]
+        summary = json.loads(bots.stdout)
+        assert summary["errors"] == 0 and summary["beats_sent"] > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    def neonbar(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "neonbar", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    otio_file = tmp_path / "beats.otio"
+    done = neonbar("export", "--data", str(data), "--room", "bar", "--format", "otio",
+                   "--out", str(otio_file))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import opentimelineio as otio
+
+    timeline = otio.adapters.read_from_file(str(otio_file))
+    (clip,) = timeline.find_clips()
+    assert clip.name == "bench_storm" and clip.media_reference.target_url.endswith(".mp4")
+    # every beat the bots sent was committed and is a marker in the scene's clip
+    assert len(clip.markers) == summary["beats_sent"]
+    assert all(m.name in EMOTION_NAMES for m in clip.markers)
+    assert neonbar("verify", str(otio_file)).returncode == 0
+    report = tmp_path / "report"
+    done = neonbar("report", "--data", str(data), "--room", "bar", "--out", str(report))
+    assert done.returncode == 0, done.stderr
+    page = (report / "index.html").read_text()
+    assert "Bench Storm" in page and "Krippendorff" in page
+    assert (report / "bench_storm-arcs.png").is_file()
+    assert (report / "bench_storm-moment-1.png").is_file()  # a frame from the clip
+    # nothing there: one sentence, exit 2, nothing written
+    done = neonbar("export", "--data", str(data), "--room", "nobody", "--format", "json",
+                   "--out", str(tmp_path / "none.json"))  # fmt: skip
+    assert done.returncode == 2 and "has no beats" in done.stderr
+    assert not (tmp_path / "none.json").exists()
