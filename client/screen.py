@@ -28,7 +28,8 @@ from neonbar.playback import Playhead, Timeline
 
 log = logging.getLogger("neonbar.screen")
 
-RING_AHEAD = 12  # decoded frames kept ahead of the play head (0.5 s at 24 fps)
+RING_AHEAD = 24  # decoded frames kept ahead of the play head: 1 s at 24 fps (a CPU-starved
+# decoder thread was seen to fall 1.1 s behind while another client started on a 2-core box)
 RING_BEHIND = 2
 # A wanted frame this far past what the decoder holds is reached by seeking, not decoding on.
 SEEK_AFTER_FRAMES = 48

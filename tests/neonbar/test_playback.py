@@ -246,3 +246,22 @@ def test_two_clients_under_different_networks_agree_within_a_frame():
     n = min(len(a), len(b))
     # errors against the same true timeline: their difference is what the viewers see
     assert np.percentile(np.abs(a[:n] - b[:n]), 95) <= 1
+
+
+def test_the_interval_intersection_beats_the_minimum_rtt_sample_alone():
+    """30 ms each way plus exponential jitter (mean 50 ms) up and down, independently."""
+    alone, together = [], []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        sync = ClockSync(window=16)
+        best = None
+        for k in range(16):
+            up, down = 0.03 + rng.exponential(0.05), 0.03 + rng.exponential(0.05)
+            sync.add_sample(float(k), k + up + 7.0, k + up + down)
+            if best is None or up + down < best[0]:
+                best = (up + down, (up - down) / 2)
+        alone.append(abs(best[1]))
+        together.append(abs(sync.offset_s - 7.0))
+        assert abs(sync.offset_s - 7.0) <= best[0] / 2 + 1e-9  # never outside the best bound
+    assert np.median(together) <= 0.5 * np.median(alone)
+    assert np.percentile(together, 95) <= 0.5 * np.percentile(alone, 95)
