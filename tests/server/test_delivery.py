@@ -43,7 +43,7 @@ def test_a_resume_from_zero_is_paced_and_arrives_whole_in_order(make_server):
             session = server.call(lambda: room.avatars[late.avatar].session)
             if session is not None:
                 link = session.link
-                held.append(server.call(lambda: everything_held(link)))
+                held.append(server.call(lambda link=link: everything_held(link)))
         back.ws.transport.resume_reading()
         seqs = []
         while not seqs or seqs[-1] < last["seq"]:
