@@ -11,10 +11,7 @@ order, and keeps doing all the checking and closing it does.
 
 from __future__ import annotations
 
-try:  # websockets' C extension, with its pure-Python fallback
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - the wheel ships the extension
-    from websockets.utils import apply_mask
+from websockets.speedups import apply_mask  # the C extension every websockets wheel ships
 
 _FIN_BINARY = 0x82
 _MASKED = 0x80
