@@ -1,14 +1,26 @@
-"""Resume: the avatar stays for the window; missed events are replayed exactly once, in order."""
+"""Resume: the avatar stays for the window; missed events are replayed exactly once, in order;
+after a restart the avatar is back, away, and its old token resumes it (tests/server/test_crash.py
+does the same against a real server killed with SIGKILL)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
+import sqlite3
+from pathlib import Path
+from typing import Any
 
+import pytest
 from serverfixtures import RawClient, ServerThread, run
 
-from neonbar.protocol import PROTOCOL_VERSION, CloseCode
+from neonbar.protocol import CM_PER_M, PROTOCOL_VERSION, TICK_HZ, CloseCode, ErrorCode, encode
+from neonbar.tokens import mint_resume, new_resume_nonce
+from server.durability import Durability
+from server.recording import RecordedLink, RecordingHost
+from server.room import JoinRefused, RoomConfig
+from server.storage import PrunePolicy, SqliteStorage
 
 
 async def drop(client: RawClient) -> None:
@@ -132,3 +144,114 @@ def test_a_client_that_stops_reading_is_dropped_and_resumes(make_server):
             await c.close()
 
     run(scenario(), timeout_s=40)
+
+
+# ------------------------------------------------------------------ across a restart (sans-I/O)
+
+
+def hello(**fields: Any) -> dict[str, Any]:
+    return {"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "ann", **fields}
+
+
+def first_life(db: Path) -> tuple[dict[str, Any], list[int], list[int]]:
+    """A room on `db`: ann joins, steps aside, chats, stands still for a second. Then the
+    process 'dies' (nothing is closed or flushed: the objects are just dropped)."""
+    host = RecordingHost(storage=SqliteStorage(db, threaded=False))
+    host.now = 100.0
+    room = host.room()
+    link = RecordedLink("ann")
+    session = room.on_join(link, hello(), room.on_auth(hello()), host.now)
+    welcome = link.take()[0]
+    x, y, yaw = welcome["pos"]
+    want = [x + 20, y, (yaw + 1000) % 65536]
+    room.receive(session, encode({"t": "input", "seq": 1, "ack": -1, "x": want[0], "y": y,
+                                  "yaw": want[2]}), host.now)  # fmt: skip
+    for i in range(5):
+        room.receive(session, encode({"t": "chat", "text": f"line {i}"}), host.now)
+    for _ in range(2 * TICK_HZ):  # past a save
+        host.now += 1 / TICK_HZ
+        room.step(host.now)
+    aid = session.avatar.id
+    stood = [round(float(v) * CM_PER_M) for v in room.pos_m[aid]] + [int(room.yaw[aid])]
+    assert stood[2] == want[2]  # the input was applied: it turned
+    seqs = [m["seq"] for m in link.take() if m["t"] == "event"]
+    return welcome, seqs, stood
+
+
+def test_after_a_restart_the_avatar_is_back_away_and_its_token_resumes_it(tmp_path: Path):
+    db = tmp_path / "n.db"
+    welcome, seqs, stood = first_life(db)
+    host = RecordingHost(storage=SqliteStorage(db, threaded=False))
+    host.now = 3.0  # a new process: its clock starts again
+    room = host.room()
+    ann = room.avatars[welcome["you"]]
+    assert ann.session is None and ann.away_since_s is not None  # away, not gone
+    assert ann.name == "ann" and ann.resume_token == welcome["resume"]
+
+    since = seqs[1]
+    grant = room.on_auth(hello(resume=welcome["resume"], since=since))
+    assert grant.resume_of is ann
+    link = RecordedLink("ann again")
+    room.on_join(link, hello(resume=welcome["resume"], since=since), grant, host.now)
+    messages = link.take()
+    back = messages[0]
+    assert back["t"] == "welcome" and back["resumed"] is True and back["you"] == welcome["you"]
+    assert back["pos"] == stood  # where it stood (positions are saved once a second)
+    assert back["seq"] == seqs[-1]  # nothing anyone saw is newer; nothing was lost
+    replayed = [m["seq"] for m in messages[1:] if m["t"] == "event"]
+    assert replayed == [s for s in seqs if s > since]  # exactly what it missed, once, in order
+    # ...and the room goes on above it.
+    room.receive(room.sessions[ann.id], encode({"t": "chat", "text": "back"}), host.now)
+    assert [m["seq"] for m in link.take() if m["t"] == "event"] == [seqs[-1] + 1]
+
+
+def test_after_a_restart_an_avatar_past_its_window_leaves_and_its_token_is_dead(tmp_path: Path):
+    db = tmp_path / "n.db"
+    welcome, _, _ = first_life(db)
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE avatars SET seen_s = seen_s - 3600")  # the server was down an hour
+    host = RecordingHost(storage=SqliteStorage(db, threaded=False))
+    room = host.room()
+    watcher = RecordedLink("bob")
+    room.on_join(watcher, hello(name="bob"), room.on_auth(hello(name="bob")), host.now)
+    for _ in range(TICK_HZ):
+        host.now += 1 / TICK_HZ
+        room.step(host.now)
+    leaves = [m for m in watcher.messages() if m["t"] == "event" and m["kind"] == "leave"]
+    assert [(m["avatar"], m["reason"]) for m in leaves] == [(welcome["you"], "timeout")]
+    grant = room.on_auth(hello(resume=welcome["resume"]))
+    assert grant.resume_of is None  # an open room lets it in, as somebody new
+    assert SqliteStorage(db, threaded=False).load_avatars("bar")[0].name == "bob"
+
+
+def test_a_resume_from_before_what_was_pruned_is_told_where_the_replay_starts(
+    tmp_path: Path, monkeypatch
+):
+    db = tmp_path / "n.db"
+    welcome, seqs, _ = first_life(db)
+    monkeypatch.setattr(Durability, "policy", PrunePolicy(replay_events=3, replay_days=365))
+    host = RecordingHost(storage=SqliteStorage(db, threaded=False))
+    room = host.room()  # created: prunes
+    assert room.events.pruned_through == seqs[-1] - 3
+    link = RecordedLink("ann")
+    msg = hello(resume=welcome["resume"], since=1)
+    room.on_join(link, msg, room.on_auth(msg), host.now)
+    messages = link.take()
+    assert messages[1]["t"] == "error" and messages[1]["code"] == ErrorCode.HISTORY_PRUNED
+    assert messages[1]["ref"] == "hello"
+    replayed = [m["seq"] for m in messages[2:] if m["t"] == "event"]
+    assert replayed == list(range(seqs[-1] - 2, seqs[-1] + 1))
+    # Exported kinds are never pruned: the chats are all still stored.
+    chats = SqliteStorage(db, threaded=False).events("bar", kinds=["chat"])
+    assert [c["text"] for c in chats] == [f"line {i}" for i in range(5)]
+
+
+def test_a_resume_token_of_another_room_or_forged_admits_nobody(tmp_path: Path):
+    host = RecordingHost(config=RoomConfig(open_rooms=False))
+    room = host.room("bar")
+    other = mint_resume(host.secret, "lounge", 1, new_resume_nonce())
+    forged = mint_resume(b"another-secret-0123456789", "bar", 1, new_resume_nonce())
+    for token in (other, forged, "garbage"):
+        with pytest.raises(JoinRefused) as refused:
+            room.on_auth(hello(resume=token))
+        assert refused.value.close_code == CloseCode.AUTH_FAILED
