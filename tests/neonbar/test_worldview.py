@@ -326,3 +326,23 @@ def test_moving_to_a_slower_interest_tier_stays_smooth():
         if prev is not None:
             assert 0.0 <= pos - prev <= 1.5 * 1.5 / 60 + 1e-9  # never back, never > 1.5x speed
         prev = pos
+
+
+def test_views_repeat_base_values_but_what_is_drawn_is_each_avatars_latest_record():
+    """docs/protocol.md section 6: a view at tick T starts from an older base, so an avatar
+    updated after that base shows its base value again in the view; the per-avatar states
+    (what is drawn) keep its newest record."""
+    view = WorldView(history_ticks=32)
+    view.apply(snap(10, -1, a=absolute({1: (0, 0, 0), 2: (500, 0, 0)})))
+    # Tick 11: a delta against 10 moves avatar 2 (an absolute record: a mid avatar's update).
+    view.apply(snap(11, 10, a=absolute({2: (600, 0, 0)})))
+    # Tick 12: a delta against 10 again (acks lag) that only moves avatar 1.
+    view.apply(snap(12, 10, d=protocol.pack_delta(
+        np.array([1]), np.array([10]), np.array([0]), np.array([0]))))  # fmt: skip
+    state = view.current()
+    row = int(np.flatnonzero(state.ids == 2)[0])
+    assert state.x_cm[row] == 500  # the view repeats the base's value for avatar 2
+    ids, pos_m, _ = view.sample(12 * TICK_S + 1.0)  # long after: each at its newest record
+    drawn = dict(zip(ids.tolist(), pos_m[:, 0].tolist(), strict=True))
+    assert drawn[2] == pytest.approx(6.0)  # not the 5.0 the view at tick 12 still holds
+    assert drawn[1] > 0.0
