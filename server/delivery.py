@@ -29,6 +29,7 @@ import contextlib
 import http
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -379,13 +380,36 @@ class Delivery:
 
 
 def _chain(frames: Iterator[bytes], frame: bytes) -> Iterator[bytes]:
-    yield from frames
-    yield frame
+    return _chain_iter(frames, iter((frame,)))
 
 
 def _chain_iter(first: Iterator[bytes], then: Iterator[bytes]) -> Iterator[bytes]:
-    yield from first
-    yield from then
+    """`first`, then `then`, kept flat: a replay with thousands of events queued behind it
+    stays one level deep (generators nested per event hit the recursion limit near 1,000)."""
+    queue = first if isinstance(first, _Queued) else _Queued(first)
+    queue.parts.append(then)
+    return queue
+
+
+class _Queued:
+    """Iterators read one after the other."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, first: Iterator[bytes]) -> None:
+        self.parts: deque[Iterator[bytes]] = deque((first,))
+
+    def __iter__(self) -> _Queued:
+        return self
+
+    def __next__(self) -> bytes:
+        parts = self.parts
+        while parts:
+            try:
+                return next(parts[0])
+            except StopIteration:
+                parts.popleft()
+        raise StopIteration
 
 
 class Admission(Protocol):

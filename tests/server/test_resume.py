@@ -255,3 +255,13 @@ def test_a_resume_token_of_another_room_or_forged_admits_nobody(tmp_path: Path):
         with pytest.raises(JoinRefused) as refused:
             room.on_auth(hello(resume=token))
         assert refused.value.close_code == CloseCode.AUTH_FAILED
+
+
+def test_events_queued_behind_a_long_replay_stay_flat_and_in_order():
+    """Thousands of live events behind one replay (a busy room, a resume with since: 0)."""
+    from server.delivery import _chain, _chain_iter
+
+    frames = _chain_iter(iter([b"r1", b"r2"]), iter([b"r3"]))
+    for i in range(5000):
+        frames = _chain(frames, b"live %d" % i)
+    assert list(frames) == [b"r1", b"r2", b"r3"] + [b"live %d" % i for i in range(5000)]
