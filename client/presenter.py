@@ -1,7 +1,7 @@
 """Presenter mode (`neonbar client --presenter`) and the look of a rendered film.
 
 In front of investors the HUD's working clutter — connection state, ping, key hints — is noise.
-`Presenter` hides it, lays a big timeline across the bottom of the view (the scene's title, the
+`Presenter` hides it, lays a big timeline across the top of the view (the scene's title, the
 time, a progress bar and a tick at each of the scene's strong moments from its intended arc),
 and gives the host two keys: Page Down (or ]) jumps to the next strong moment, Page Up (or [)
 to the previous one — a seek the whole room follows. `film_mode(app)` is the same clean frame
@@ -76,10 +76,11 @@ class Presenter:
 
         self.app = app
         base = app.base
-        self.root = base.a2dBottomCenter.attachNewNode("presenter-timeline")
+        # Along the top, where the status line and key hints were: the chat runs at the bottom.
+        self.root = base.a2dTopCenter.attachNewNode("presenter-timeline")
         self.root.setTransparency(TransparencyAttrib.MAlpha)
         self.width = 1.5  # aspect2d units: most of a 16:9 view's width (3.56)
-        self.root.setPos(0, 0, 0.1)
+        self.root.setPos(0, 0, -0.16)
         card = CardMaker("presenter-track")
         card.setFrame(0, 1, 0, 1)
         self.track = self.root.attachNewNode(card.generate())

@@ -25,7 +25,10 @@ import numpy as np
 from neonbar.layout import Layout
 
 Vec3 = tuple[float, float, float]
-GLIDE_S = 2.5  # the move between two shots
+GLIDE_S = 2.5  # the shortest move between two shots
+GLIDE_MPS = 3.0  # average speed of a longer move (smoothstep peaks at 1.5x)
+TURN_DPS = 40.0  # average turn rate of a move (degrees per second)
+MAX_GLIDE_S = 7.0
 ANY_BUTTON_EVENT = "neonbar-tour-any-button"
 MIN_SCALE, MAX_SCALE = 0.4, 2.5  # how far a fitted opening may squeeze or stretch its shots
 TAG_NEAR_M = 3.0
@@ -93,8 +96,6 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
         return float(p[0]), float(p[1]), z
 
     screen_look: Vec3 = (sx, sy, screen_mid_z - 0.3)
-    crowd_spot = at_screen(5.5, 0.0, 0.9)
-    strip_z = max(0.3, layout.screen.bottom_m - 0.45)  # where the timeline strip hangs
     door = (dx, dy)
     opening = [
         Shot(
@@ -112,36 +113,41 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
             (bar_look_x, bar_y1 + 3.0, 1.4),
         ),
         Shot(
+            # From high in the corner past the bar's end, across the whole floor.
             "the crowd", 6.0,
-            (hx - 3.0, -hy + 3.0, 4.8), crowd_spot,
-            (hx - 5.0, -hy + 6.0, 4.2), at_screen(4.0, 0.0, 1.0),
+            (-hx * 0.42, hy * 0.6, 4.6), (hx * 0.12, -hy * 0.2, 0.9),
+            (-hx * 0.2, hy * 0.7, 4.2), (hx * 0.2, -hy * 0.05, 1.0),
             fov_deg=66,
         ),
     ]  # fmt: skip
+    # Pendant lamps hang at 2.6-3.2 m over the tables: shots of the screen stay nearer to it
+    # than the lamps or pass under them, so no lamp sits in front of the picture.
+    strip_mid_z = max(0.3, layout.screen.bottom_m - 0.38)  # the timeline strip under it
+    low_look: Vec3 = (sx, sy, screen_mid_z - 0.6)
     watch = [
         Shot(
             "the screen", 8.0,
-            at_screen(11.0, -1.5, 2.3), screen_look,
-            at_screen(8.5, 1.0, 2.0), screen_look,
-            fov_deg=58,
+            at_screen(7.6, -1.2, 1.95), screen_look,
+            at_screen(6.8, 0.9, 1.85), screen_look,
+            fov_deg=72,
         ),
         Shot(
             "the timeline", 5.0,
-            at_screen(4.8, -sw * 0.22, 1.5), (sx, sy, strip_z + 0.6),
-            at_screen(4.2, sw * 0.22, 1.45), (sx, sy, strip_z + 0.6),
-            fov_deg=58,
+            at_screen(3.6, -sw * 0.24, 1.3), at_screen(0.0, -sw * 0.2, strip_mid_z),
+            at_screen(3.4, sw * 0.24, 1.25), at_screen(0.0, sw * 0.2, strip_mid_z),
+            fov_deg=60,
         ),
         Shot(
             "the crowd watching", 6.0,
-            at_screen(2.2, -sw * 0.62, 2.6), at_screen(7.0, 0.0, 1.2),
-            at_screen(2.2, sw * 0.62, 2.6), at_screen(7.0, 0.0, 1.2),
+            at_screen(2.2, -sw * 0.62, 2.4), at_screen(7.0, 0.0, 1.3),
+            at_screen(2.2, sw * 0.62, 2.4), at_screen(7.0, 0.0, 1.3),
             fov_deg=70,
         ),
         Shot(
             "the branch", 7.0,
-            at_screen(13.0, 0.0, 3.2), screen_look,
-            at_screen(9.5, 0.0, 2.4), screen_look,
-            fov_deg=60,
+            at_screen(12.5, 2.0, 1.55), low_look,
+            at_screen(10.5, -1.0, 1.6), low_look,
+            fov_deg=62,
         ),
     ]  # fmt: skip
     return opening, watch
@@ -149,7 +155,11 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
 
 @dataclass
 class Tour:
-    """A scripted camera path: `opening` once, then `watch` round and round."""
+    """A scripted camera path: `opening` once, then `watch` round and round.
+
+    Each shot is entered by a glide from the one before, its length set by the distance
+    (GLIDE_MPS on average, never under `glide_s`), so a long move is not a whip pan.
+    """
 
     opening: list[Shot]
     watch: list[Shot]
@@ -160,13 +170,31 @@ class Tour:
         opening, watch = bar_shots(layout)
         return cls(opening, watch)
 
+    def _glide_into(self, shots: list[Shot], k: int) -> float:
+        """Seconds of glide into shots[k] (none into the very first shot of the tour)."""
+        if shots is self.opening:
+            if k == 0:
+                return 0.0
+            before = [self.opening[k - 1]]
+        elif k > 0:
+            before = [shots[k - 1]]
+        else:  # the first watch shot follows the opening once, then the last watch shot
+            before = [self.watch[-1], *self.opening[-1:]]
+        shot = shots[k]
+        need = max(
+            max(math.dist(b.end_pos, shot.start_pos) / GLIDE_MPS, _turn_deg(b, shot) / TURN_DPS)
+            for b in before
+        )
+        return min(MAX_GLIDE_S, max(self.glide_s, need))
+
     def fitted(self, opening_s: float) -> Tour:
         """The same tour with the opening fitted to end at opening_s (the scene starts then,
         and the watch shots should meet it): its shots stretched or squeezed (at most 2.5x
         either way), and the last ones left out when even squeezed they would not fit."""
         shots = list(self.opening)
         while shots:
-            glides = self.glide_s * len(shots)
+            trial = Tour(shots, self.watch, self.glide_s)
+            glides = sum(trial._glide_into(shots, k) for k in range(len(shots)))
             held = sum(s.duration_s for s in shots)
             if glides + MIN_SCALE * held <= opening_s:
                 scale = min(MAX_SCALE, (opening_s - glides) / held)
@@ -175,30 +203,31 @@ class Tour:
             shots.pop()
         return Tour([], self.watch, self.glide_s)
 
+    def _spans(self, shots: list[Shot]) -> list[tuple[float, float]]:
+        return [(self._glide_into(shots, k), s.duration_s) for k, s in enumerate(shots)]
+
     @property
     def opening_s(self) -> float:
-        return sum(s.duration_s + self.glide_s for s in self.opening)
+        return sum(g + d for g, d in self._spans(self.opening))
 
     @property
     def cycle_s(self) -> float:
-        return sum(s.duration_s + self.glide_s for s in self.watch)
+        return sum(g + d for g, d in self._spans(self.watch))
 
-    def shot_index(self, t_s: float) -> tuple[list[Shot], int, float, int]:
-        """(the list the shot is in, its index, time since its start incl. the glide into it,
-        how many watch cycles came before)."""
+    def shot_index(self, t_s: float) -> tuple[list[Shot], int, float, float]:
+        """(the list the shot is in, its index, time since its glide began, the glide's length)."""
         t_s = max(0.0, t_s)
-        cycle = 0
         if t_s < self.opening_s or not self.watch:
             shots, local = self.opening, t_s
         else:
-            cycle, local = divmod(t_s - self.opening_s, max(1e-6, self.cycle_s))
+            local = (t_s - self.opening_s) % max(1e-6, self.cycle_s)
             shots = self.watch
-        for k, shot in enumerate(shots):
-            span = shot.duration_s + self.glide_s
-            if local < span or k == len(shots) - 1:
-                return shots, k, local, int(cycle)
-            local -= span
-        return shots, len(shots) - 1, local, int(cycle)  # pragma: no cover - returned above
+        spans = self._spans(shots)
+        for k, (glide, held) in enumerate(spans):
+            if local < glide + held or k == len(shots) - 1:
+                return shots, k, local, glide
+            local -= glide + held
+        return shots, len(shots) - 1, local, spans[-1][0]  # pragma: no cover - returned above
 
     def shot_at(self, t_s: float) -> Shot:
         shots, k, _, _ = self.shot_index(t_s)
@@ -206,13 +235,11 @@ class Tour:
 
     def at(self, t_s: float) -> tuple[Vec3, Vec3, float]:
         """(camera position, point looked at, field of view in degrees) at tour time t_s."""
-        shots, k, local, cycle = self.shot_index(t_s)
+        shots, k, local, glide = self.shot_index(t_s)
         shot = shots[k]
-        first = shots is self.opening and k == 0
-        if local >= self.glide_s or first:
+        if local >= glide:
             # Inside the shot: a slow dolly, eased at both ends so glides join smoothly.
-            hold = local - (0.0 if first else self.glide_s)
-            u = min(1.0, max(0.0, hold / shot.duration_s))
+            u = min(1.0, max(0.0, (local - glide) / shot.duration_s))
             e = 0.5 * u + 0.5 * smoothstep(u)  # mostly constant speed, soft at the ends
             pos = _lerp(np.array(shot.start_pos), np.array(shot.end_pos), e)
             look = _lerp(np.array(shot.start_look), np.array(shot.end_look), e)
@@ -220,18 +247,51 @@ class Tour:
         # Gliding from the end of the previous shot to the start of this one.
         if k > 0:
             prev = shots[k - 1]
-        elif cycle == 0 and self.opening:
-            prev = self.opening[-1]  # the first watch shot follows the opening once
+        elif shots is self.watch and t_s < self.opening_s + self.cycle_s and self.opening:
+            prev = self.opening[-1]
         else:
             prev = self.watch[-1]
-        u = smoothstep(local / self.glide_s)
+        u = smoothstep(local / glide)
         p0 = np.array(prev.start_pos)
         p1, p2 = np.array(prev.end_pos), np.array(shot.start_pos)
         p3 = np.array(shot.end_pos)
         pos = _catmull_rom(p0, p1, p2, p3, u)
-        look = _lerp(np.array(prev.end_look), np.array(shot.start_look), u)
+        # The aim turns at an even rate (a slerp of the view direction): lerping the points
+        # looked at would swing the view round when they pass close to the camera.
+        d0 = np.array(prev.end_look) - p1
+        d1 = np.array(shot.start_look) - p2
+        reach = float(np.linalg.norm(d0)) * (1 - u) + float(np.linalg.norm(d1)) * u
+        look = pos + _slerp(d0, d1, u) * reach
         fov = prev.fov_deg + (shot.fov_deg - prev.fov_deg) * u
         return _v(pos), _v(look), fov
+
+
+def _slerp(a: np.ndarray, b: np.ndarray, u: float) -> np.ndarray:
+    """The unit direction u of the way from a to b along the great circle (turning about the
+    vertical when they are opposite)."""
+    a = a / max(1e-9, float(np.linalg.norm(a)))
+    b = b / max(1e-9, float(np.linalg.norm(b)))
+    angle = math.acos(min(1.0, max(-1.0, float(np.dot(a, b)))))
+    if angle < 1e-6:
+        return a
+    axis = np.cross(a, b)
+    if float(np.linalg.norm(axis)) < 1e-6:
+        axis = np.array([0.0, 0.0, 1.0])
+    axis = axis / float(np.linalg.norm(axis))
+    t = angle * u  # Rodrigues' rotation of a about axis by t
+    return (
+        a * math.cos(t)
+        + np.cross(axis, a) * math.sin(t)
+        + axis * np.dot(axis, a) * (1 - math.cos(t))
+    )
+
+
+def _turn_deg(before: Shot, after: Shot) -> float:
+    """How far the view turns from the end of one shot to the start of the next (degrees)."""
+    a = np.subtract(before.end_look, before.end_pos)
+    b = np.subtract(after.start_look, after.start_pos)
+    cos = float(np.dot(a, b) / max(1e-9, float(np.linalg.norm(a) * np.linalg.norm(b))))
+    return math.degrees(math.acos(min(1.0, max(-1.0, cos))))
 
 
 def _v(a: np.ndarray) -> Vec3:

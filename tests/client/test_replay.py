@@ -155,3 +155,43 @@ def test_a_recorded_session_replays_to_the_positions_the_live_client_drew(tmp_pa
     # The same comparison a few frames out of step fails: the check can tell.
     shifted = max(float(np.hypot(*(a[i][5:] - b[i][:-5]).T).max()) for i in a)
     assert shifted > 0.05
+
+
+# ---------------------------------------------------------------------- tour and presenter
+
+
+def test_the_tour_glides_without_a_jump_and_stays_inside_the_bar() -> None:
+    from client.tour import Tour
+    from neonbar.layout import load_layout
+
+    layout = load_layout()
+    for tour in (Tour.for_layout(layout), Tour.for_layout(layout).fitted(16.0)):
+        t = np.arange(0.0, tour.opening_s + 2 * tour.cycle_s, 1 / 24)
+        pos = np.array([tour.at(x)[0] for x in t])
+        look = np.array([tour.at(x)[1] for x in t])
+        step = np.hypot(*np.diff(pos, axis=0).T[:2])
+        assert step.max() < 6.0 / 24, "the camera moved faster than 6 m/s: a cut, not a glide"
+        aim = look - pos
+        aim /= np.linalg.norm(aim, axis=1)[:, None]
+        turn = np.degrees(np.arccos(np.clip((aim[1:] * aim[:-1]).sum(axis=1), -1, 1)))
+        assert turn.max() < 90.0 / 24, "the camera swung faster than 90 degrees a second"
+        assert (np.abs(pos[:, 0]) < layout.half_x).all() and (
+            np.abs(pos[:, 1]) < layout.half_y
+        ).all()
+        assert (pos[:, 2] > 0.5).all() and (pos[:, 2] < layout.wall_height_m).all()
+    fitted = Tour.for_layout(layout).fitted(16.0)
+    assert fitted.opening_s == pytest.approx(16.0)
+    assert fitted.shot_at(0.0).name == "entrance" and fitted.shot_at(16.5).name == "the screen"
+    assert Tour.for_layout(layout).fitted(1.5).shot_at(0.0).name == "the screen"
+
+
+def test_presenter_jumps_to_the_next_and_previous_strong_moment() -> None:
+    from client.presenter import JUMP_LEAD_S, next_moment
+
+    moments = [4.0, 11.0, 19.5]
+    assert next_moment(moments, 0.0) == pytest.approx(4.0 - JUMP_LEAD_S)
+    assert next_moment(moments, 4.0 - JUMP_LEAD_S) == pytest.approx(11.0 - JUMP_LEAD_S)
+    assert next_moment(moments, 19.0) is None
+    assert next_moment(moments, 12.0, forward=False) == pytest.approx(11.0 - JUMP_LEAD_S)
+    assert next_moment(moments, 10.0, forward=False) == pytest.approx(4.0 - JUMP_LEAD_S)
+    assert next_moment(moments, 2.0, forward=False) is None
