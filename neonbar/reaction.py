@@ -134,13 +134,14 @@ def check_records(blob: bytes) -> str | None:
     n, rest = divmod(len(blob), REACTION_BYTES)
     if rest or not 1 <= n <= MAX_REACTIONS_PER_MESSAGE:
         return f"r holds 1 to {MAX_REACTIONS_PER_MESSAGE} records of {REACTION_BYTES} bytes"
-    rec = np.frombuffer(blob, REACTION_DTYPE, n)
-    if int(rec["t_ms"].max()) > MAX_SCENE_MS:
-        return "a reaction's scene time is beyond four hours"
-    if int(rec["valence"].min()) < -127:
-        return "valence -128 is not used"
-    if int(rec["flags"].max()) & ~FLAGS_KNOWN & 0xFF:
-        return "unknown reaction flags"
+    # plain byte reads: for 1-4 records this is several times cheaper than numpy reductions
+    for o in range(0, n * REACTION_BYTES, REACTION_BYTES):
+        if int.from_bytes(blob[o : o + 4], "little") > MAX_SCENE_MS:
+            return "a reaction's scene time is beyond four hours"
+        if blob[o + 4] == 0x80:
+            return "valence -128 is not used"
+        if blob[o + REACTION_BYTES - 1] & ~FLAGS_KNOWN:
+            return "unknown reaction flags"
     return None
 
 
@@ -261,9 +262,15 @@ class FeltArc:
         values[:, 0] = np.maximum(rec["valence"], -127) / 127.0
         values[:, 1] = rec["arousal"] / 255.0
         values[:, 2:] = rec["intensity"] / 255.0
-        np.add.at(self.n, buckets, 1)
-        np.add.at(self.sums, buckets, values)
-        self.dirty.update(np.unique(buckets).tolist())
+        # Only the buckets these records touch: a window from the lowest to the highest.
+        lo = int(buckets.min())
+        span = int(buckets.max()) - lo + 1
+        local = buckets - lo
+        counts = np.bincount(local, minlength=span)
+        self.n[lo : lo + span] += counts
+        for c in range(values.shape[1]):
+            self.sums[lo : lo + span, c] += np.bincount(local, values[:, c], minlength=span)
+        self.dirty.update((lo + np.flatnonzero(counts)).tolist())
         if watcher is not None:
             self.watchers.add(watcher)
         return len(rec)
