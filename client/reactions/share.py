@@ -61,9 +61,13 @@ class ReactionShare:
         from direct.gui.OnscreenText import OnscreenText
         from panda3d.core import TextNode
 
+        from client import fonts
+
+        font = fonts.load_font(self.base.loader, fonts.latin_font_path())  # has ● and ·
         self.indicator = OnscreenText(
             text="", parent=self.base.a2dBottomRight, pos=(-0.06, 0.08), scale=0.045,
             align=TextNode.ARight, fg=(1.0, 0.25, 0.3, 1), shadow=(0, 0, 0, 0.9), mayChange=True,
+            font=font,
         )  # fmt: skip
         if self.webcam is not None or self.video is not None:  # off unless asked for
             self.start()
