@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         seed=getattr(args, "seed", None),
         name_prefix=getattr(args, "name_prefix", "bot"),
         play=getattr(args, "play", None),
+        react=bool(getattr(args, "react", False)),
     )
     report = runner(_run_until_signalled(fleet, args.duration))
     if args.json:
@@ -139,6 +140,8 @@ class BotFleet:
         light: bots skip snapshot reconstruction (load tests); avatars_seen is then unknown.
         play: a scene the first bot starts (`--play`, needs a host token). While the room's
             timeline plays, every bot drifts toward the big screen and stands there to watch.
+        react: while a scene plays, send synthetic webcam reactions that follow its intended
+            arc with noise (client/reactions/audience.py).
     """
 
     def __init__(
@@ -153,7 +156,11 @@ class BotFleet:
         seed: int | None = None,
         name_prefix: str = "bot",
         play: str | None = None,
+        react: bool = False,
     ) -> None:
+        from client.reactions.audience import SyntheticAudience
+
+        self.audience = SyntheticAudience(count, seed) if react else None
         self.server_url = server_url
         self.play = play
         self.play_sent = False
@@ -264,6 +271,9 @@ class BotFleet:
                     if self.beats is not None:
                         for beat in self.beats.due(i, session.server_time()):
                             session.queue_message(beat)
+                    if self.audience is not None and (i + tick) % 2 == 0:  # 10 Hz each
+                        for msg in self.audience.messages(i, session.server_time(), 2 * TICK_S):
+                            session.queue_message(msg)
             tick += 1
             next_s += TICK_S
             delay_s = next_s - time.monotonic()
@@ -284,6 +294,8 @@ class BotFleet:
         """Every bot hears the timeline: while it plays, they all go and watch."""
         if self.beats is not None:
             self.beats.on_message(msg)
+        if self.audience is not None:
+            self.audience.on_message(msg)
         timeline = msg.get("timeline") if msg.get("t") == "welcome" else msg
         if msg.get("t") == "welcome" or msg.get("kind") == "timeline":
             if not isinstance(timeline, dict):
@@ -446,6 +458,8 @@ class BotFleet:
             "bytes_per_s": _stats(rates, ("mean", "min", "max")),
             "avatars_seen": _stats(seen, ("min", "mean")) if seen else None,
             "light": self.light,
+            "reactions_sent": self.audience.sent if self.audience is not None else 0,
+            "micro_sent": self.audience.micro_sent if self.audience is not None else 0,
         }
 
 
