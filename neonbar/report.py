@@ -29,8 +29,10 @@ from neonbar.beats import (
     Agreement,
     AnnotatedArc,
     Beat,
+    ChainCheck,
     agreement,
     annotated_arc,
+    check_chain,
     fold,
     top_moments,
 )
@@ -296,8 +298,17 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     )
 
 
-def render_html(room: str, scenes: Sequence[SceneReport]) -> str:
-    """The page; every piece of user text is escaped."""
+def render_html(
+    room: str,
+    scenes: Sequence[SceneReport],
+    chain: ChainCheck | None = None,
+    branches: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The page; every piece of user text is escaped.
+
+    `chain` is the room's beat chain recomputed (its head is what an export must end on);
+    `branches` are the room's `branch` events (the story's turns, in order).
+    """
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -319,6 +330,18 @@ def render_html(room: str, scenes: Sequence[SceneReport]) -> str:
         f"<p>{total} beats by {len(people)} people ({e(', '.join(people))}) over "
         f"{len(scenes)} scene(s).</p>"
     )
+    for b in branches:
+        parts.append(
+            f"<p><b>The branch:</b> at {e(str(b.get('point', '?')))} of "
+            f"{e(str(b.get('scene', '?')))} the story turned to <b>{e(str(b.get('label', '')))}"
+            f"</b> ({e(str(b.get('choice', '?')))}): {e(str(b.get('reason', '')))}</p>"
+        )
+    if chain is not None:
+        parts.append(
+            f"<p><b>Hash chain:</b> {e(chain.sentence())}; head <code>{e(chain.head)}</code>. "
+            "<span class='note'>An export (neonbar export --format json) carries this chain; "
+            "neonbar verify recomputes it.</span></p>"
+        )
     for s in scenes:
         parts.append(f"<h2>{e(s.title)} <span class='note'>({e(s.name)}, {s.duration_s:.0f} s)"
                      "</span></h2>")  # fmt: skip
@@ -397,6 +420,7 @@ def write_report(
     records: Sequence[Beat],
     *,
     felt: Mapping[str, FeltSeries] | None = None,
+    branches: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write the report for a room's records into `out`; returns the HTML page's path."""
     if not records:
@@ -420,8 +444,23 @@ def write_report(
         rep.media_note = rep.media_note or media_note
         reports.append(rep)
     page = out / "index.html"
-    page.write_text(render_html(room, reports), encoding="utf-8")
+    chain = check_chain(records)
+    page.write_text(render_html(room, reports, chain, branches), encoding="utf-8")
     return page
+
+
+def branch_events(data_dir: Path, room: str) -> list[dict[str, Any]]:
+    """The room's `branch` events (which continuation its felt arc or host chose, and why)."""
+    beats_mod = importlib.import_module("server.beats")
+    db = Path(data_dir) / beats_mod.DB_NAME
+    if not db.is_file():
+        return []
+    storage = importlib.import_module("server.storage").SqliteStorage(db, threaded=False)
+    try:
+        events: list[dict[str, Any]] = storage.events(room, 0, 100, kinds=("branch",))
+    finally:
+        storage.close()
+    return events
 
 
 def run(args: argparse.Namespace) -> int:
@@ -432,6 +471,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out} is a file; --out names a folder for the report")
     from neonbar.reaction import report_felt
 
-    page = write_report(out, records, felt=report_felt(Path(args.data), args.room))
+    page = write_report(
+        out, records, felt=report_felt(Path(args.data), args.room),
+        branches=branch_events(Path(args.data), args.room),
+    )  # fmt: skip
     print(f"wrote {page}")
     return 0
