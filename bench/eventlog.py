@@ -13,6 +13,10 @@ it. Modes:
 
 Each is measured at synchronous=FULL (fsync per commit, the server's default) and NORMAL.
 Prints the median of `--runs` runs and the ratio to per-event at the same setting.
+
+Then a steady stream (events submitted one by one at a fixed rate, as a busy room's chat
+arrives): the delay durability adds before an event can be delivered (submit -> committed),
+p50 and p99, and the mean group size, at synchronous=FULL.
 """
 
 from __future__ import annotations
@@ -71,6 +75,37 @@ def grouped(path: Path, n: int, sync: str, per_group: int = 1) -> tuple[float, i
     return seq / elapsed, commits
 
 
+def stream(path: Path, rate_per_s: float, seconds: float) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, events per commit) for a steady stream through the writer thread."""
+    store = SqliteStorage(path, threaded=True, synchronous="FULL")
+    store.load_room("bar", "orange_haze")
+    first = store.commits
+    delays: list[float] = []
+    n = int(rate_per_s * seconds)
+    done = threading.Event()
+
+    def committed(t0: float) -> None:
+        delays.append(time.perf_counter() - t0)
+        if len(delays) == n:
+            done.set()
+
+    start = time.perf_counter()
+    for seq in range(1, n + 1):
+        due = start + seq / rate_per_s
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(0.001, due - now))
+        t0 = time.perf_counter()
+        store.submit(
+            [event_write("bar", seq, 0.0, "chat", BODY, FRAME)], lambda t0=t0: committed(t0)
+        )
+    if not done.wait(120):
+        raise RuntimeError("commits did not finish")
+    commits = store.commits - first
+    store.close()
+    q = statistics.quantiles(delays, n=100)
+    return q[49] * 1e3, q[98] * 1e3, n / max(1, commits)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000, help="events per run")
@@ -102,6 +137,13 @@ def main() -> None:
                     f"{sync:<12}{name:<24}{rate:>12,.0f}{int(statistics.median(commits)):>10}"
                     f"{rate / anchor:>9.1f}x"
                 )
+        print(f"\nsteady stream, synchronous FULL ({args.runs} runs, medians)")
+        print(f"{'events/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'events/commit':>16}")
+        for rate in (100, 1000, 5000):
+            runs = [stream(root / f"stream-{rate}-{r}-{time.time_ns()}.db", rate, 2.0)
+                    for r in range(args.runs)]  # fmt: skip
+            p50, p99, per = (statistics.median(x) for x in zip(*runs, strict=True))
+            print(f"{rate:>10,}{p50:>10.1f}{p99:>10.1f}{per:>16.1f}")
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from neonbar.protocol import CM_PER_M, TICK_HZ
+from neonbar.protocol import CM_PER_M, EVENT_KINDS, TICK_HZ
 from neonbar.tokens import mint_resume, read_resume
 from server.room import Avatar, Feature, Session, register_feature
 from server.storage import AvatarRecord, PrunePolicy
@@ -156,8 +157,12 @@ class Durability(Feature):
 
     def _prune(self) -> None:
         room = self.room
-        point = room.storage.prune_point(room.name, self.policy)
+        # Never pruned: the kinds storage lists and every kind registered as kept (exports,
+        # reports, the beat chain and the timeline read them back).
+        registered = frozenset(name for name, kind in EVENT_KINDS.items() if kind.kept)
+        policy = replace(self.policy, kept_kinds=self.policy.kept_kinds | registered)
+        point = room.storage.prune_point(room.name, policy)
         if point > room.events.pruned_through:
-            room.events.prune(self.policy, point)
+            room.events.prune(policy, point)
             room.events.commit()
             log.info("room %s: replayable events up to seq %d pruned", room.name, point)
