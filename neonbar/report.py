@@ -338,7 +338,7 @@ def render_html(
         )
     if chain is not None:
         parts.append(
-            f"<p><b>Hash chain:</b> {e(chain.sentence())}; head <code>{e(chain.head)}</code>. "
+            f"<p><b>Hash chain:</b> {e(chain.sentence())} (in full: <code>{e(chain.head)}</code>). "
             "<span class='note'>An export (neonbar export --format json) carries this chain; "
             "neonbar verify recomputes it.</span></p>"
         )

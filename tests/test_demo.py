@@ -120,11 +120,14 @@ def test_headless_demo_writes_a_smooth_film_a_screenshot_and_a_report(
     hsv = cv2.cvtColor(shot, cv2.COLOR_BGR2HSV)
     assert ((hsv[..., 1] > 150) & (hsv[..., 2] > 150)).sum() > 200, "no neon in the screenshot"
 
-    # The report: the scene's arcs (intended against annotated) from the beats the bots marked.
+    # The report: the scene's three arcs (intended, annotated from the beats the bots marked,
+    # felt from their synthetic reactions) and the chain head.
     page = (out / "report" / "index.html").read_text()
     assert "Flicker" in page and "flicker-arcs.png" in page
     assert (out / "report" / "flicker-arcs.png").is_file()
     assert re.search(r"\d+ beats? by [1-9]\d* (people|person)", page), page[:2000]
+    assert "Hash chain:</b> intact" in page
+    assert "Felt against intended" in page, "no felt arc: the bots' reactions did not arrive"
 
 
 def test_demo_refuses_bad_options_with_one_sentence(
