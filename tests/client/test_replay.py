@@ -195,3 +195,25 @@ def test_presenter_jumps_to_the_next_and_previous_strong_moment() -> None:
     assert next_moment(moments, 12.0, forward=False) == pytest.approx(11.0 - JUMP_LEAD_S)
     assert next_moment(moments, 10.0, forward=False) == pytest.approx(4.0 - JUMP_LEAD_S)
     assert next_moment(moments, 2.0, forward=False) is None
+
+
+@pytest.mark.render
+@pytest.mark.timeout(180)
+def test_the_client_records_its_session_with_the_tour_and_presenter_on(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path)
+    path, shot = tmp_path / "mine.nbsession", tmp_path / "shot.png"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "neonbar", "client", "--server", server.url, "--room", "r",
+             "--name", "Mira", "--offscreen", "--size", "320x180", "--tour", "--presenter",
+             "--save-session", str(path), "--screenshot", str(shot), "--after", "4"],
+            cwd=REPO, capture_output=True, text=True, timeout=150, check=False,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-2000:]
+    rec = read_session(path)
+    assert not rec.truncated and rec.header["name"] == "Mira" and "token" not in rec.header
+    assert rec.frames and len(rec.local_t_s) > 5
+    assert rec.marks and rec.marks[-1][1] == "end"
+    assert shot.is_file()
