@@ -100,8 +100,8 @@ def test_bots_and_a_face_video_fill_the_felt_arc_and_take_a_branch(stage):
             time.sleep(0.2)
         time.sleep(2.0)  # its reactor is reading the video by now
         bots = _neonbar("bots", "--server", url, "--room", ROOM, "--token", host, "--count", "5",
-                        "--duration", "15", "--play", "trial", "--react", "--json", "--chatty",
-                        "0", env=env, timeout=120)  # fmt: skip
+                        "--duration", "15", "--play", "trial", "--react", "--beats", "--json",
+                        "--chatty", "0", env=env, timeout=120)  # fmt: skip
         assert bots.returncode == 0, bots.stderr[-3000:]
         report = json.loads(bots.stdout)
         assert report["connected"] == 5 and report["reactions_sent"] > 100
@@ -137,3 +137,10 @@ def test_bots_and_a_face_video_fill_the_felt_arc_and_take_a_branch(stage):
     assert branch["point"] == "the_choice" and branch["choice"] in ("trial_hard", "trial_soft")
     assert "watchers" in branch["reason"] or "nobody" in branch["reason"]
     assert f"-> {branch['choice']}" in out  # the server logged the decision
+    report_dir = tmp / "report"
+    proc = _neonbar("report", "--data", str(data), "--room", ROOM, "--out", str(report_dir),
+                    env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (report_dir / "index.html").read_text()
+    assert "Felt against intended" in page and "No felt arc" not in page
+    assert (report_dir / "trial-arcs.png").is_file()
