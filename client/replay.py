@@ -500,12 +500,16 @@ def _scene_media(sha256: str, scene: str | None) -> Path | None:
         candidates += scenes.list_scenes()
     except UserError:
         pass
+    paths: list[Path] = []
     for spec in candidates:
         try:
-            path = scenes.media_path(spec, render=False)
+            paths.append(scenes.media_path(spec, render=False))
         except UserError:
             continue
-        if path.is_file() and scenes.media_hash(path) == sha256:
+    # Renders made by another generator version are still the bytes that were shown then.
+    paths += sorted((scenes.cache_dir() / "renders").glob("*.mp4"))
+    for path in paths:
+        if path.is_file() and not path.name.startswith(".") and scenes.media_hash(path) == sha256:
             return path
     return None
 

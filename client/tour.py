@@ -95,7 +95,6 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
         p = np.array([sx, sy]) + toward_room * back_m + across * side_m
         return float(p[0]), float(p[1]), z
 
-    screen_look: Vec3 = (sx, sy, screen_mid_z - 0.3)
     door = (dx, dy)
     opening = [
         Shot(
@@ -120,16 +119,18 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
             fov_deg=66,
         ),
     ]  # fmt: skip
-    # Pendant lamps hang at 2.6-3.2 m over the tables: shots of the screen stay nearer to it
-    # than the lamps or pass under them, so no lamp sits in front of the picture.
+    # Pendant lamps hang at 2.6-3.2 m over the tables: shots of the screen look over them or
+    # pass under them, so no lamp sits in front of the picture.
     strip_mid_z = max(0.3, layout.screen.bottom_m - 0.38)  # the timeline strip under it
     low_look: Vec3 = (sx, sy, screen_mid_z - 0.6)
+    high_look: Vec3 = (sx, sy, screen_mid_z - 0.15)
     watch = [
         Shot(
+            # Over the lamps, over the heads: the audience's view of the picture.
             "the screen", 8.0,
-            at_screen(7.6, -1.2, 1.95), screen_look,
-            at_screen(6.8, 0.9, 1.85), screen_look,
-            fov_deg=72,
+            at_screen(11.5, -1.5, 4.3), high_look,
+            at_screen(9.8, 1.0, 4.0), high_look,
+            fov_deg=62,
         ),
         Shot(
             "the timeline", 5.0,
