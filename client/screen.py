@@ -198,6 +198,57 @@ class FrameSource:
         return next_index > min(want + RING_AHEAD, self.info.frames - 1)
 
 
+# -------------------------------------------------------------------------------- sound
+
+AUDIO_RESEEK_S = 0.08  # lips visibly off past ~80 ms: re-seek the sound to the play head
+
+
+def has_audio(path: Path) -> bool:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except av.error.FFmpegError:
+        return False
+
+
+class ScreenAudio:
+    """The clip's sound through Panda3D's audio (FFmpeg reads it from the mp4), held to the
+    play head: started, paused, re-rated and re-seeked when it drifts past 80 ms. Offscreen the
+    audio library is "null": the same calls, no sound."""
+
+    def __init__(self, base: Any, path: Path) -> None:
+        self.sound = base.loader.loadSfx(str(path))
+        self.reseeks = 0
+        self._playing = False
+
+    def update(self, timeline: Timeline, position_s: float) -> None:
+        from panda3d.core import AudioSound
+
+        sound = self.sound
+        if sound is None:
+            return
+        if not (timeline.playing and position_s < timeline.duration_s):
+            if self._playing:
+                sound.stop()
+                self._playing = False
+            return
+        if abs(sound.getPlayRate() - timeline.rate) > 1e-6:
+            sound.setPlayRate(timeline.rate)
+        if not self._playing or sound.status() != AudioSound.PLAYING:
+            sound.setTime(position_s)
+            sound.play()
+            self._playing = True
+        elif abs(sound.getTime() - position_s) > AUDIO_RESEEK_S:
+            sound.setTime(position_s)
+            self.reseeks += 1
+
+    def destroy(self) -> None:
+        if self.sound is not None:
+            self.sound.stop()
+
+
 # ------------------------------------------------------------------------------- the screen
 
 
@@ -257,6 +308,7 @@ class BigScreen:
     playback_log: PlaybackLog | None = None
     playhead: Playhead = field(default_factory=Playhead)
     source: FrameSource | None = None
+    audio: ScreenAudio | None = None
     shown_frame: int | None = None
     uploads: int = 0
     upload_s: float = 0.0
@@ -323,11 +375,16 @@ class BigScreen:
         if self.source is not None:
             self.source.close()
             self.source = None
+        if self.audio is not None:
+            self.audio.destroy()
+            self.audio = None
         self._media = sha256
         self.shown_frame = None
         self.playhead.reset()
         if path is not None:
             self.source = FrameSource(path, self.texture_size, info)
+            if has_audio(path):
+                self.audio = ScreenAudio(self.base, path)
         self._show_picture(False)
 
     def show_message(self, text: str | None) -> None:
@@ -365,6 +422,8 @@ class BigScreen:
             action = step.action
             index = min(step.frame, source.info.frames - 1) if source.info.frames else step.frame
             source.want(index)
+            if self.audio is not None:
+                self.audio.update(timeline, step.position_s)
             if index != self.shown_frame:
                 image = source.get(index)
                 if image is not None:
@@ -396,6 +455,9 @@ class BigScreen:
         if self.source is not None:
             self.source.close()
             self.source = None
+        if self.audio is not None:
+            self.audio.destroy()
+            self.audio = None
         if self.playback_log is not None:
             self.playback_log.close()
         self.card.removeNode()
@@ -407,6 +469,7 @@ __all__ = [
     "FrameSource",
     "MediaInfo",
     "PlaybackLog",
+    "ScreenAudio",
     "frame_code",
     "probe",
     "read_frame_code",

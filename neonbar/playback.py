@@ -407,6 +407,10 @@ class TimelineHistory:
         self._items.append(timeline)
 
     @property
+    def versions(self) -> list[Timeline]:
+        return list(self._items)
+
+    @property
     def changes_s(self) -> list[float]:
         """Server times at which the timeline changed."""
         return [t.at_s for t in self._items]
@@ -430,12 +434,17 @@ def frame_errors(
 ) -> list[tuple[float, int]]:
     """(local time, shown frame - frame due) for each logged frame of a playing, ready scene.
 
+    Frames drawn before the client had heard of the version in force (its `ver` is older: the
+    news was still on its way) are skipped, and so is the first `settle_s` after the client
+    heard of a version (a seek lands on a frame the decoder may still be reaching).
+
     Args:
-        records: `--playback-log` lines ({"t": local s, "frame": index or None, ...}).
+        records: `--playback-log` lines ({"t": local s, "frame": index or None, "ver": ...}).
         server_offset_s: server time - local time (the true one, measured by the caller).
-        settle_s: skip this long after each change: the news is still on its way.
     """
-    changes = history.changes_s
+    heard: dict[int, float] = {}  # version -> local time the client first drew with it
+    for rec in records:
+        heard.setdefault(int(rec.get("ver", 0)), float(rec["t"]))
     out = []
     for rec in records:
         frame = rec.get("frame")
@@ -445,7 +454,8 @@ def frame_errors(
         timeline = history.at(server_s)
         if timeline is None or timeline.status != "ready" or timeline.media is None:
             continue
-        if any(0.0 <= server_s - c < settle_s for c in changes):
+        version = int(rec.get("ver", timeline.version))
+        if version < timeline.version or float(rec["t"]) - heard[version] < settle_s:
             continue
         out.append((float(rec["t"]), int(frame) - timeline.frame_at(server_s)))
     return out

@@ -42,10 +42,10 @@ def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_clients_behind_a_delaying_proxy_show_the_same_frame(tmp_path):
-    rig = WatchRig(tmp_path, delay_s=0.03, jitter_s=0.02)
+    rig = WatchRig(tmp_path, frames=1440, delay_s=0.03, jitter_s=0.02)  # one minute
     try:
         ready = rig.choose()
-        assert ready.status == "ready" and ready.frames == 720
+        assert ready.status == "ready" and ready.frames == 1440
         rig.client("alice")
         rig.client("bob", role="collaborator")
         rig.wait_showing(["alice", "bob"])
@@ -61,7 +61,8 @@ def test_clients_behind_a_delaying_proxy_show_the_same_frame(tmp_path):
             phases.append(host.do(op, **fields))
             time.sleep(hold_s)
         rig.client("late")  # joins while the scene plays at double speed
-        time.sleep(4.0)
+        rig.wait_showing(["late"], timeout_s=120)
+        time.sleep(2.0)
         host.do("rate", rate=1.0)
         time.sleep(2.0)
         rig.stop_clients()

@@ -129,12 +129,21 @@ class WatchRig:
 
     def __init__(self, workdir: Path, *, frames: int = 720, fps: int = 24,
                  delay_s: float = 0.03, jitter_s: float = 0.0, size: tuple[int, int] = (320, 180),
-                 seed: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, max_fps: int | None = 30) -> None:  # fmt: skip
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         scenes = workdir / "scenes"
         self.env = {**os.environ, "NEONBAR_SCENES": str(scenes),
                     "NEONBAR_CACHE": str(workdir / "render-cache")}  # fmt: skip
+        if max_fps:
+            # Offscreen there is no vsync: without a cap every client spins as fast as it can
+            # and five of them starve each other (and the server) on a 2-core box.
+            prc = workdir / "prc"
+            prc.mkdir(exist_ok=True)
+            (prc / "limit.prc").write_text(f"clock-mode limited\nclock-frame-rate {max_fps}\n")
+            self.client_env = {**self.env, "PANDA_PRC_PATH": str(prc)}
+        else:
+            self.client_env = dict(self.env)
         clip = write_numbered_clip(workdir / "numbered.mp4", frames, fps, size)
         from neonbar.scenes import import_clip
 
@@ -176,7 +185,7 @@ class WatchRig:
                "--playback-log", str(self.log_path(name))]  # fmt: skip
         out = (self.workdir / f"{name}.out").open("w")
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                env=self.env)  # fmt: skip
+                                env=self.client_env)  # fmt: skip
         self.clients[name] = proc
         self.started_s[name] = time.monotonic()
         return proc

@@ -253,3 +253,27 @@ def test_status_line_and_keys():
     assert keys.message("faster") == {"t": "playback", "op": "rate", "rate": 2.0}
     assert keys.message("slower") == {"t": "playback", "op": "rate", "rate": 1.25}
     assert keys.message("next") == {"t": "playback", "op": "next"}
+
+
+def test_a_clip_with_sound_plays_it_on_the_play_head(showbase, tmp_path):
+    """Offscreen the audio library is null: the sound is driven all the same, silently."""
+    clip = write_numbered_clip(tmp_path / "sound.mp4", 48, FPS, audio=True)
+    app, session, _ = app_watching(showbase, tmp_path, clip, lambda t, now: t.play(now))
+    assert step_until_shown(showbase, app)
+    for _ in range(5):
+        showbase.taskMgr.step()
+    audio = app.watch.screen.audio
+    assert audio is not None and audio.sound is not None and audio._playing
+    app.watch.on_event({"t": "event", "kind": "timeline",
+                        **app.watch.timeline.pause(session.server_time()).to_wire()})  # fmt: skip
+    for _ in range(3):
+        showbase.taskMgr.step()
+    assert not audio._playing
+    app.destroy()
+
+
+def test_a_clip_without_sound_has_no_audio(showbase, tmp_path, clip):
+    app, _, _ = app_watching(showbase, tmp_path, clip, lambda t, now: t.play(now))
+    assert step_until_shown(showbase, app)
+    assert app.watch.screen.audio is None
+    app.destroy()

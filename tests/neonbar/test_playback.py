@@ -265,3 +265,24 @@ def test_the_interval_intersection_beats_the_minimum_rtt_sample_alone():
         assert abs(sync.offset_s - 7.0) <= best[0] / 2 + 1e-9  # never outside the best bound
     assert np.median(together) <= 0.5 * np.median(alone)
     assert np.percentile(together, 95) <= 0.5 * np.percentile(alone, 95)
+
+
+def test_frame_errors_skip_what_the_client_had_not_heard_yet():
+    from neonbar.playback import TimelineHistory, frame_errors
+
+    v1 = SCENE.play(100.0)
+    v2 = v1.seek(20.0, 104.0)
+    history = TimelineHistory([v1, v2, v1])  # an old version again is ignored
+    assert history.at(99.0) is None and history.at(103.0) == v1 and history.at(105.0) == v2
+    offset = 100.0  # server = local + 100
+    records = [
+        {"t": 0.2, "frame": 4, "ver": v1.version},  # just heard of v1: settling, skipped
+        {"t": 1.0, "frame": 24, "ver": v1.version},  # due 24: exact
+        {"t": 2.0, "frame": 47, "ver": v1.version},  # due 48: one behind
+        {"t": 4.05, "frame": 97, "ver": v1.version},  # the seek was not heard yet: skipped
+        {"t": 4.1, "frame": 97, "ver": v2.version},  # heard, but settling: skipped
+        {"t": 5.0, "frame": 503, "ver": v2.version},  # due 20 s + 1 s: 504
+        {"t": 6.0, "frame": None, "ver": v2.version},  # nothing shown: skipped
+    ]
+    errs = frame_errors(records, history, offset, settle_s=0.5)
+    assert errs == [(1.0, 0), (2.0, -1), (5.0, -1)]
