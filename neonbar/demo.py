@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ LISTENING = re.compile(r"listening on (ws://\S+)")
 PREFERRED_SCENES = ("last_train", "neon_alley")  # a scene with a branch first
 PLAY_AT_S = 16.0  # the Director starts the scene once the tour has shown the bar
 TAIL_S = 3.0  # the film ends a moment after the last scene does
+WINDOW_STAY_S = 900.0  # patrons stay this long when the demo has a window
 DEFAULT_FPS = 24  # the scenes' own rate: every film frame shows a new scene frame
 
 
@@ -391,17 +393,22 @@ def _run_window(
         with Evening(data_dir, args.port) as evening:
             host = mint_invite(data_dir, evening.url, "host", name=DIRECTOR)
             steps.say(f"the bar is open at {evening.url}, room '{ROOM}'")
+            stay_s = max(WINDOW_STAY_S, duration_s + 60)  # the window may stay open a while
             if args.bots > 0:
                 patron = mint_invite(data_dir, evening.url, "collaborator")
-                evening.spawn("bots", bots_args(evening.url, patron, args.bots, duration_s + 60))
-                # A projectionist (a host bot that stays out of the way) starts the scene
-                # once the tour has shown the room.
-                evening.spawn(
-                    "projectionist",
-                    _neonbar("bots", "--server", evening.url, "--room", ROOM, "--count", "1",
-                             "--duration", str(duration_s + 60), "--token", host,
-                             "--chatty", "0", "--play", scene.name),
-                )  # fmt: skip
+                evening.spawn("bots", bots_args(evening.url, patron, args.bots, stay_s))
+            # A projectionist (a host bot, no chatter; its own invite, because the Director's
+            # fixes the name "Director") starts the scene ...
+            projectionist = mint_invite(data_dir, evening.url, "host")
+            # ... once the tour has shown the room.
+            cue = threading.Timer(PLAY_AT_S, evening.spawn, args=(
+                "projectionist",
+                _neonbar("bots", "--server", evening.url, "--room", ROOM, "--count", "1",
+                         "--duration", str(stay_s), "--token", projectionist,
+                         "--chatty", "0", "--play", scene.name),
+            ))  # fmt: skip
+            cue.daemon = True
+            cue.start()
             print(
                 "  A second person joins from another machine with:\n"
                 f"    neonbar invite --room {ROOM} --role collaborator --data {data_dir}\n"
@@ -415,7 +422,10 @@ def _run_window(
                 "--token", host, "--size", f"{size[0]}x{size[1]}", "--presenter",
                 "--save-session", str(session_path), "--tour",
             )  # fmt: skip
-            status = subprocess.run(client, check=False).returncode
+            try:
+                status = subprocess.run(client, check=False).returncode
+            finally:
+                cue.cancel()
             if status != 0:
                 raise UserError(f"the client exited with status {status}")
     finally:
