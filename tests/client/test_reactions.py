@@ -290,3 +290,32 @@ def test_the_animator_moves_the_face(tmp_path):
     animator = FaceAnimator(head_motion=1.0)
     a, b = animator.frame(0.0), animator.frame(1.2)
     assert a.shape == (480, 640, 3) and np.abs(a.astype(int) - b).mean() > 2
+
+
+def test_calibration_from_a_scripted_video_is_stored_and_used(tmp_path):
+    from client.reactions.synthetic import Expression
+
+    script = (
+        Expression("smile", 7.5, 12.8, 0.03),  # this person's smile is a subtle one
+        Expression("brow_raise", 13.5, 19.8, 0.08),
+    )
+    video = write_video(tmp_path / "calib.mp4", duration_s=21.0, fps=10, script=script)
+    data = tmp_path / "me"
+    proc = _react("--video", str(video), "--calibrate", "--json", "--data", str(data))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    path = data / "reactions" / "calibration.json"
+    assert out["calibrated"] is True and out["calibration"] == str(path)
+    stored = json.loads(path.read_text())
+    assert stored["calibrated"] and len(stored["baseline"]) == len(FEATURES)
+    assert "calibration: Smile" in proc.stderr or "Smile" in proc.stderr
+    # the calibrated model reads this person's subtle smile as more of a smile than the prior
+    prior = json.loads(_react("--video", str(video), "--json", "--data", str(tmp_path)).stdout)
+
+    def smile(result):
+        return np.median([r["intensities"]["smile"] for r in result["reactions"]
+                          if 8.5 <= r["t"] <= 12.5])  # fmt: skip
+
+    assert smile(out) > smile(prior) + 0.15, (smile(out), smile(prior))
+    assert not prior["calibrated"]
+    assert all(bytes.fromhex(r["bytes"])[-1] & wire.FLAG_CALIBRATED for r in out["reactions"])
