@@ -39,6 +39,17 @@ MIRA
 We made it. We actually made it.
 
 They hold each other, warm and quiet, as the city glows.
+
+[[branch: the_turn at 3.5s over 3s on tension
+    below -> flicker_hard "the harder cut"
+    else -> flicker_soft "as written"]]
+"""
+ENDING = """\
+Title: Flicker, {label}
+
+EXT. ROOFTOP - LATER
+
+The city hums. MIRA smiles at last.
 """
 
 
@@ -61,15 +72,21 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
     env["NEONBAR_SCENES"] = str(tmp_path / "scenes")
     env["NEONBAR_CACHE"] = str(tmp_path / "cache")
     env["PYTHONPATH"] = str(REPO)
-    clip, play = tmp_path / "flicker.mp4", tmp_path / "flicker.fountain"
-    _clip(clip)
-    play.write_text(SCREENPLAY)
-    added = subprocess.run(
-        [sys.executable, "-m", "neonbar", "scene", "add", str(clip), "--title", "Flicker",
-         "--screenplay", str(play), "--name", "flicker"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
+    # The scene and the two endings its branch point chooses between.
+    for name, seconds, text in (
+        ("flicker", 6.0, SCREENPLAY),
+        ("flicker_soft", 3.0, ENDING.format(label="as written")),
+        ("flicker_hard", 3.0, ENDING.format(label="the harder cut")),
+    ):
+        clip, play = tmp_path / f"{name}.mp4", tmp_path / f"{name}.fountain"
+        _clip(clip, seconds)
+        play.write_text(text)
+        added = subprocess.run(
+            [sys.executable, "-m", "neonbar", "scene", "add", str(clip), "--title",
+             name.replace("_", " ").title(), "--screenplay", str(play), "--name", name],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
     return env
 
 
@@ -81,7 +98,7 @@ def test_headless_demo_writes_a_smooth_film_a_screenshot_and_a_report(
     import av
     import cv2
 
-    duration_s = 10.0
+    duration_s = 14.0  # the scene starts at 4.2 s, branches at 7.7 s, its ending is over by 13.2
     done = subprocess.run(
         [sys.executable, "-m", "neonbar", "demo", "--scene", "flicker", "--bots", "3",
          "--duration", str(duration_s), "--size", "320x180"],
@@ -128,6 +145,7 @@ def test_headless_demo_writes_a_smooth_film_a_screenshot_and_a_report(
     assert re.search(r"\d+ beats? by [1-9]\d* (people|person)", page), page[:2000]
     assert "Hash chain:</b> intact" in page
     assert "Felt against intended" in page, "no felt arc: the bots' reactions did not arrive"
+    assert re.search(r"The branch:</b> at the_turn of flicker the story turned to", page)
 
 
 def test_demo_refuses_bad_options_with_one_sentence(
