@@ -12,6 +12,7 @@ Keys (docs/beats.md):
   the play head if it is yours (a host: anyone's), else your last beat.
 - **Hold P** and aim at the big screen: your dot shows to everyone; a beat marked while P is
   held pins that spot on the frame.
+- **F7** (host): let viewers mark beats, or stop them.
 
 Everyone sees a beat once the server has committed it: a tick on the timeline strip under the
 screen in the emotion's colour (height by intensity, a bar for a range, the one nearest the play
@@ -384,6 +385,7 @@ class BeatsUi:
         ev.accept("tab", self.open_note)
         ev.accept("delete", self._delete)
         ev.accept("backspace", self._delete)
+        ev.accept("f7", self.toggle_viewers)
         ev.accept("p", self._pointer, [True])
         ev.accept("p-up", self._pointer, [False])
         self._entry: Any = None
@@ -413,6 +415,16 @@ class BeatsUi:
     def _delete(self) -> None:
         if not (self._captured() or self.typing):
             self.keys.delete()
+
+    def toggle_viewers(self) -> None:
+        """F7 (host): let viewers mark beats, or stop them."""
+        if self._captured() or self.typing:
+            return
+        _, role = self._me()
+        if role != "host":
+            self._toast("only the host decides whether viewers mark beats")
+            return
+        self._send({"t": "beat_policy", "viewers": not self.keys.viewers_may_mark})
 
     def _pointer(self, down: bool) -> None:
         if self._captured() or self.typing:

@@ -226,6 +226,19 @@ def test_pointer_goes_out_while_p_is_held_and_pins_the_beat(bar_app) -> None:
     assert 2 not in ui._dots
 
 
+def test_only_the_host_switches_viewers_beats(bar_app) -> None:
+    app, session, base = bar_app
+    base.messenger.send("f7")  # we are a viewer here
+    assert not [m for m in session.sent if m.get("t") == "beat_policy"]
+    session.role = "host"
+    base.messenger.send("f7")
+    assert session.sent[-1] == {"t": "beat_policy", "viewers": False}
+    session.inbox.append({"t": "event", "seq": 9, "st": 0.0, "kind": "beat_policy",
+                          "viewers": False, "by": 1})  # fmt: skip
+    base.taskMgr.step()
+    assert app.beats.keys.viewers_may_mark is False
+
+
 def test_f2_opens_the_people_list_now(bar_app) -> None:
     app, _, base = bar_app
     assert app.hud.people.isHidden()
