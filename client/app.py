@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from neonbar.drinks import TIPSY_PER_DRINK, tipsy_level
 from neonbar.errors import UserError
 from neonbar.layout import Layout, load_layout
 
@@ -34,7 +35,6 @@ log = logging.getLogger("neonbar.client")
 REMOTE_DELAY_S = 0.1  # render others 100 ms in the past: two snapshots to interpolate between
 TASK_SORT = 10
 CAPTURE_SORT = 55  # after igLoop (50) has drawn the frame
-TIPSY_DECAY_PER_S = 0.1 / 60.0  # docs/protocol.md: 0.1 per minute
 BAR_REACH_M = 2.6
 PEOPLE_ROWS = 24  # how close to the counter you must be to order
 NAME_COLORS = ("#ff2d55", "#2de2ff", "#b13dff", "#39ff88", "#ff8a1f", "#ff3fb4", "#ffe14d")
@@ -465,7 +465,7 @@ class NeonBarApp:
             if fig is not None:
                 fig.set_drink(drink)
             if self.session is None:
-                self.crowd.set_tipsy(avatar, self.crowd.tipsy(avatar) + 0.25)
+                self.crowd.set_tipsy(avatar, self.crowd.tipsy(avatar) + TIPSY_PER_DRINK)
             self.hud.add_chat("", f"{name} ordered a {drink['drink']}", rgb)
         elif kind == "profile":
             fig = self.crowd.figure(avatar)
@@ -584,9 +584,8 @@ class NeonBarApp:
         for avatar_id, entry in list(self.session.roster.items()):
             level = float(entry.get("tipsy") or 0.0)
             since = entry.get("tipsy_st")
-            if isinstance(since, (int, float)) and st > since:
-                level -= TIPSY_DECAY_PER_S * (st - since)
-            level = max(0.0, level)
+            if isinstance(since, (int, float)):
+                level = tipsy_level(level, since, st)  # the server's level, decayed since
             self.crowd.set_tipsy(avatar_id, level)
             fig = self.crowd.figure(avatar_id)
             if fig is not None and not fig.emote:
