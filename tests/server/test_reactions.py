@@ -225,3 +225,36 @@ def test_seeking_back_before_a_branch_point_decides_it_again(host):
         assert [e["choice"] for e in events] == ["last_train_soft", "last_train_hard"]
     finally:
         Reactions.scene_info = staticmethod(server.reactions.load_scene_info)
+
+
+def test_garbage_reactions_never_raise_in_a_handler(host):
+    import random
+
+    room = host.room()
+    _play(room, host, seconds=3600.0, at=10.0)
+    rng = random.Random(9)
+    kinds = ["smile", "wink", "surprise", ""]
+    points = ["the_envelope", "x", ""]
+    choices = ["last_train_hard", "last_train_soft", "nope"]
+    handled = joins = 0
+    a = link = None
+    for i in range(3000):
+        if link is None or link.closing:  # refused too often, or no snapshot acked: rejoin
+            joins += 1
+            a, link = _join(host, room, f"ada{joins}", role="host")
+        pick = i % 3
+        if pick == 0:
+            msg = {"t": "react", "r": rng.randbytes(rng.choice([0, 1, 13, 14, 28, 42, 56, 57]))}
+        elif pick == 1:
+            msg = {"t": "micro", "at": rng.uniform(-5, 30), "kind": rng.choice(kinds),
+                   "strength": rng.uniform(-1, 2), "dur_ms": rng.randint(-5, 900)}  # fmt: skip
+        else:
+            msg = {"t": "branch", "point": rng.choice(points), "choice": rng.choice(choices)}
+        _send(host, room, a, msg)
+        handled += 1
+        host.now += 0.03
+        if i % 2 == 0:
+            room.step(host.now)
+            link.frames.clear()
+    assert room.metrics.exceptions._value.get() == 0
+    assert handled == 3000 and joins < 300
