@@ -355,15 +355,20 @@ def _run_offscreen(
         )  # fmt: skip
         if film.returncode != 0:
             raise UserError(f"the replay failed (status {film.returncode}); see above")
-        steps.say("the report: arcs, top moments, who marked what, the branch, the chain head")
-        report = subprocess.run(
-            _neonbar("report", "--data", str(data_dir), "--room", ROOM, "--out", str(report_dir)),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if report.returncode != 0:
-            why = report.stderr.strip().splitlines()[-1:] or ["no output"]
-            raise UserError(f"the report failed: {why[0]}")
-        page = next(iter(report.stdout.split()[1:2]), str(report_dir))
+        if args.bots > 0:
+            steps.say("the report: arcs, top moments, who marked what, the branch, the chain head")
+            report = subprocess.run(
+                _neonbar("report", "--data", str(data_dir), "--room", ROOM,
+                         "--out", str(report_dir)),
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if report.returncode != 0:
+                why = report.stderr.strip().splitlines()[-1:] or ["no output"]
+                raise UserError(f"the report failed: {why[0]}")
+            page = next(iter(report.stdout.split()[1:2]), str(report_dir))
+        else:
+            steps.say("the report: none (no patrons, so nobody marked a beat)")
+            page = "none"
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     print(
