@@ -61,55 +61,111 @@ class CornerRush(BotFleet):
         return self.assigned[:n] if n == len(self.assigned) else self.target_m[:n]
 
     def authoritative(self) -> np.ndarray:
+        """(bots, 3): the server's x_m, y_m and last applied input seq per bot (NaN: none yet)."""
         rows = []
         for session in self.sessions:
             corr = session.correction()
-            rows.append((np.nan, np.nan) if corr is None else corr[:2])
+            rows.append((np.nan, np.nan, np.nan) if corr is None else (*corr[:2], corr[3]))
         return np.array(rows, dtype=float)
 
 
-async def rush(url: str, targets: np.ndarray, rush_s: float, back_s: float) -> CornerRush:
-    fleet = CornerRush(url, "corners", len(targets), targets=targets, seed=7)
-    task = asyncio.create_task(fleet.run(rush_s + back_s + 2.0))
+# Phases end when everyone is done, not after a fixed time: bots on a loaded machine move fewer
+# steps per second (CI's 2-core box ran the old 6-second phases with 22 % still on their way).
+# "Done" is counted in the bots' own inputs, never in seconds; the deadlines only bound a broken
+# run.
+PHASE_DEADLINE_S = 90.0
+REACHED_M = 0.6  # a bot pressing at a spot inside geometry stops ~0.35-0.45 m from it
+SETTLED_INPUTS = 20  # a bot whose last 20 inputs moved it less than SETTLED_M is pressed in
+SETTLED_M = 0.02
+# The spots are rushed by a third of the bots at a time: one process drives the bots, and 74 of
+# them at once need more CPU than a loaded 2-core machine gives it (the server then drops them
+# for not acknowledging snapshots).
+WAVES = 3
+
+
+async def rush(
+    url: str, room: str, targets: np.ndarray
+) -> tuple[CornerRush, int, np.ndarray, np.ndarray]:
+    """Sprint at the spots until every bot got there or is pressed in, then back out.
+
+    Returns the fleet (with every server position it saw), the sample index where the rush
+    ended, and per bot whether it reached its spot and whether it walked back out.
+    """
+    n = len(targets)
+    fleet = CornerRush(url, room, n, targets=targets, seed=7)
+    task = asyncio.create_task(fleet.run(3 * PHASE_DEADLINE_S))
     loop = asyncio.get_running_loop()
-    start = loop.time()
-    while loop.time() - start < rush_s + back_s:
-        if loop.time() - start > 1.0:  # let everyone join and take their first targets
-            fleet.target_m[:] = targets if loop.time() - start < rush_s else BACK_TO
+    reached = np.zeros(n, dtype=bool)
+    out = np.zeros(n, dtype=bool)
+    back_to = np.array(BACK_TO)
+
+    async def sample(goal: np.ndarray | None = None) -> np.ndarray:
+        if goal is not None:  # keep pressing at it (bots retarget when they stop making progress)
+            fleet.target_m[:] = goal
             fleet.progress_s[:] = 0.0
-        fleet.server_track.append(fleet.authoritative())
-        fleet.track_s.append(loop.time() - start)
         await asyncio.sleep(0.05)
+        now = fleet.authoritative()
+        fleet.server_track.append(now[:, :2])
+        fleet.track_s.append(loop.time())
+        return now
+
+    # Everyone joined and heard from the server once.
+    begin = loop.time()
+    while np.isnan(fleet.authoritative()[:, 0]).any() and loop.time() - begin < PHASE_DEADLINE_S:
+        await sample()
+    now = fleet.authoritative()
+    anchor = now.copy()  # where each bot last moved more than SETTLED_M, and at which input
+    begin = loop.time()
+    while loop.time() - begin < PHASE_DEADLINE_S:
+        now = await sample(targets)
+        reached |= np.hypot(*(now[:, :2] - targets).T) < REACHED_M
+        moved = np.hypot(*(now[:, :2] - anchor[:, :2]).T) > SETTLED_M
+        anchor[moved] = now[moved]
+        settled = now[:, 2] - anchor[:, 2] >= SETTLED_INPUTS
+        if (reached | settled).all():
+            break
+    rush_end = len(fleet.server_track) - 1
+    start_d = np.hypot(*(fleet.server_track[rush_end] - back_to).T)
+    begin = loop.time()
+    while not out.all() and loop.time() - begin < PHASE_DEADLINE_S:
+        now = await sample(np.broadcast_to(back_to, targets.shape))
+        end_d = np.hypot(*(now[:, :2] - back_to).T)
+        out |= (end_d < 1.5) | (end_d < start_d - 3.0)
     fleet.stop()
     await task
-    return fleet
+    return fleet, rush_end, reached, out
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(WAVES * 4 * PHASE_DEADLINE_S)
 def test_bots_sprinting_into_every_corner_end_free_and_inside(tmp_path, monkeypatch):
     monkeypatch.setattr(bots_module, "ARRIVE_M", 0.0)  # never "arrive": keep pressing in
     layout = load_layout()
-    world = CollisionWorld(layout, radius_m=0.3)
-    targets = hard_spots(layout)
+    world = CollisionWorld(layout)
+    r = world.radius_m
+    spots = hard_spots(layout)
     with running_server(tmp_path) as server:
-        fleet = asyncio.run(rush(server.url, targets, rush_s=6.0, back_s=6.0))
+        for wave in range(WAVES):
+            targets = spots[wave::WAVES]
+            fleet, rush_end, reached, out = asyncio.run(rush(server.url, f"corners{wave}", targets))
 
-    track = np.array(fleet.server_track)  # (samples, bots, 2)
-    seen = track[~np.isnan(track[..., 0])]
-    assert len(seen) > len(targets) * 100, "the server's positions were not observed"
-    # Never outside the bar, never inside furniture (1 cm of quantization slack).
-    assert np.all(np.abs(seen[:, 0]) <= layout.half_x - 0.3 + 0.01)
-    assert np.all(np.abs(seen[:, 1]) <= layout.half_y - 0.3 + 0.01)
-    assert world.distance(seen).min() >= -0.015, "an avatar stood inside geometry"
+            track = np.array(fleet.server_track)  # (samples, bots, 2)
+            seen = track[~np.isnan(track[..., 0])]
+            # Never outside the bar, never inside furniture (1 cm of quantization slack), in
+            # every position the server sent that we saw (however many a loaded machine let
+            # us see).
+            assert np.all(np.abs(seen[:, 0]) <= layout.half_x - r + 0.01)
+            assert np.all(np.abs(seen[:, 1]) <= layout.half_y - r + 0.01)
+            assert world.distance(seen).min() >= -0.015, "an avatar stood inside geometry"
 
-    # During the rush they reached the walls and furniture they were aiming at ...
-    at_rush_end = track[np.searchsorted(fleet.track_s, 6.0) - 1]
-    pressed = world.distance(at_rush_end) < 0.15  # stool gaps are narrower than an avatar
-    assert pressed.mean() > 0.8, f"only {pressed.mean():.0%} got to their corner"
-    # ... and nobody is stuck: everyone walked back out toward the open floor.
-    final = track[-1]
-    back_to = np.array(BACK_TO)
-    start_d = np.hypot(*(at_rush_end - back_to).T)
-    end_d = np.hypot(*(final - back_to).T)
-    ok = (end_d < 1.5) | (end_d < start_d - 3.0)
-    assert ok.all(), np.column_stack([targets, at_rush_end, final])[~ok]
+            # Everyone reached the corner or gap it was aiming at, or is pressed into a wall, a
+            # piece of furniture or another avatar on the way (bots press straight; they do not
+            # plan paths) ...
+            at_end = track[rush_end]
+            gaps = np.hypot(*(at_end[:, None, :] - at_end[None, :, :]).transpose(2, 0, 1))
+            np.fill_diagonal(gaps, np.inf)
+            against_someone = gaps.min(axis=1) < 2 * r + 0.05
+            pressed = reached | (world.distance(at_end) < 0.15) | against_someone
+            assert pressed.all(), np.column_stack([targets, at_end])[~pressed]
+            assert reached.mean() > 0.5, "most spots are reachable by pressing straight at them"
+            # ... and nobody is stuck: everyone walked back out toward the open floor.
+            assert out.all(), np.column_stack([targets, at_end, track[-1]])[~out]
