@@ -360,6 +360,7 @@ class NeonBarApp:
             toast=self.hud.show_toast,
             captured=lambda: self.hud.captures_keys,
             options=self.watch_options,
+            clock_settling=lambda: bool(getattr(session, "clock_settling", False)),
         )  # fmt: skip
 
     def _make_share(self) -> Any:

@@ -36,7 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from neonbar import protocol
-from neonbar.clocksync import ClockSync, ping_interval_s
+from neonbar.clocksync import BURST_PINGS, ClockSync, ping_interval_s
 from neonbar.protocol import CM_PER_M, YAW_UNITS, CloseCode, ErrorCode, ProtocolError
 from neonbar.worldview import WorldView
 
@@ -167,7 +167,7 @@ class AsyncSession:
         self.welcome: dict[str, Any] | None = None
         self.limits: dict[str, Any] = {}
         self.view = WorldView(interpolate=not light)
-        self.clock_sync = ClockSync()
+        self.clock_sync = ClockSync(settle_samples=BURST_PINGS)  # the burst after welcome
         self.stats = SessionStats()
         self.inbox: deque[dict[str, Any]] = deque(maxlen=max_inbox)
         self.on_message: Callable[[dict[str, Any]], None] | None = None
@@ -841,6 +841,11 @@ class NetSession:
 
     def server_time(self) -> float:
         return self._session.server_time()
+
+    @property
+    def clock_settling(self) -> bool:
+        """The server clock estimate is still taking in the first pings (neonbar.clocksync)."""
+        return self._session.clock_sync.settling
 
 
 __all__ = [

@@ -408,9 +408,11 @@ class BigScreen:
             if self.idle is not None:
                 self.idle.show()
 
-    def update(self, timeline: Timeline, server_s: float, local_s: float) -> int | None:
+    def update(self, timeline: Timeline, server_s: float, local_s: float,
+               exact: bool = False) -> int | None:  # fmt: skip
         """Upload the frame due at `server_s` if it differs from the one shown; log it.
 
+        `exact`: the clock is still settling; show the frame due without slewing toward it.
         Returns the index of the frame on the screen (None: nothing shown).
         """
         dt_s = 0.0 if self._last_local is None else local_s - self._last_local
@@ -418,7 +420,7 @@ class BigScreen:
         action = "idle"
         source = self.source
         if source is not None and timeline.media == self._media and timeline.frames:
-            step = self.playhead.update(timeline, server_s, dt_s)
+            step = self.playhead.update(timeline, server_s, dt_s, exact)
             action = step.action
             index = min(step.frame, source.info.frames - 1) if source.info.frames else step.frame
             source.want(index)

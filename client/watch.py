@@ -55,6 +55,7 @@ class Watch:
         toast: Callable[[str], None],
         captured: Callable[[], bool] = lambda: False,
         options: WatchOptions | None = None,
+        clock_settling: Callable[[], bool] = lambda: False,
     ) -> None:
         self.options = options or WatchOptions()
         opts = self.options
@@ -62,6 +63,7 @@ class Watch:
         self.timeline = Timeline()
         self._server_time = server_time
         self._clock = clock
+        self._settling = clock_settling
         self.cache = MediaCache(opts.data_dir or default_data_dir())
         self.download: MediaDownload | None = None
         self.problem: str | None = None
@@ -151,7 +153,7 @@ class Watch:
         server_s = self._server_time()
         message = self._screen_message(fraction)
         self.screen.show_message(message)
-        shown = self.screen.update(self.timeline, server_s, self._clock())
+        shown = self.screen.update(self.timeline, server_s, self._clock(), self._settling())
         self.bar.update(self.timeline, server_s, fraction, self.problem)
         return shown
 

@@ -78,16 +78,33 @@ class ClockSync:
             once; smaller changes are slewed (see `server_time`) so rendered time never jumps.
         slew_rate: fraction of local time by which a small correction is applied (0.05 = the
             server clock estimate runs at most 5 % fast or slow while catching up).
+        settle_samples: until this many samples are in, every correction is applied at once
+            (see `settling`); 0 keeps slewing from the second sample on.
     """
 
-    def __init__(self, window: int = 16, max_step_s: float = 0.25, slew_rate: float = 0.05):
+    def __init__(
+        self,
+        window: int = 16,
+        max_step_s: float = 0.25,
+        slew_rate: float = 0.05,
+        settle_samples: int = 0,
+    ):
         self._samples: deque[ClockSample] = deque(maxlen=window)
+        self._settle_samples = settle_samples
         self._max_step_s = max_step_s
         self._slew_rate = slew_rate
         self._target_offset_s: float | None = None
         self._offset_s: float = 0.0
         self._offset_at_local_s: float = 0.0
         self.last_rtt_s: float | None = None
+
+    @property
+    def settling(self) -> bool:
+        """Fewer than `settle_samples` samples since the start (or since the server clock
+        jumped): corrections are applied at once, not slewed, and a play head should follow
+        the estimate exactly. A late joiner's first estimate comes from `welcome.st`, a
+        one-way reading off by the network delay: slewing that away at 5 % took ~1 s."""
+        return len(self._samples) < self._settle_samples
 
     @property
     def synced(self) -> bool:
@@ -133,7 +150,7 @@ class ClockSync:
         received_local_s = t3_local_s
         self._samples.append(sample)
         self.last_rtt_s = sample.rtt_s
-        self._set_target(self._estimate(), received_local_s, force=first)
+        self._set_target(self._estimate(), received_local_s, force=first or self.settling)
 
     def _estimate(self) -> float:
         """The middle of the window's interval intersection, else the minimum-RTT sample's."""

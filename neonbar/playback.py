@@ -351,21 +351,33 @@ class Playhead:
         self.position_s = None
         self._version = None
 
-    def update(self, timeline: Timeline, server_s: float, dt_s: float) -> PlayheadStep:
-        """Advance by `dt_s` local seconds and pull toward `timeline` at `server_s`."""
+    def update(
+        self, timeline: Timeline, server_s: float, dt_s: float, exact: bool = False
+    ) -> PlayheadStep:
+        """Advance by `dt_s` local seconds and pull toward `timeline` at `server_s`.
+
+        `exact`: take the target as it is (while the clock estimate is still settling, right
+        after joining, following it beats slewing toward a number about to change).
+        """
         bands = self.bands
         target = timeline.position(server_s)
         version = (timeline.scene, timeline.version)
-        if self.position_s is None or version != self._version or not timeline.playing:
-            jumped = self.position_s is None or abs(target - self.position_s) > 1e-9
+        shown = self.position_s
+        fresh = shown is None or version != self._version
+        if shown is None or fresh or not timeline.playing or exact:
+            if shown is None:
+                jumped, error = True, 0.0
+            else:
+                expected = shown + (max(0.0, dt_s) * timeline.rate if not fresh else 0.0)
+                error = target - expected
+                jumped = abs(error) > (bands.dead_s if not fresh else 1e-9)
             if jumped and timeline.playing:
                 self.seeks += 1
-            error = 0.0 if self.position_s is None else target - self.position_s
             self.position_s, self._version = target, version
             action = "seek" if jumped and timeline.playing else "hold"
             return PlayheadStep(target, self._frame(timeline), action, error)
         step = max(0.0, dt_s) * timeline.rate
-        predicted = self.position_s + step
+        predicted = shown + step
         error = target - predicted
         if abs(error) > bands.seek_s:
             self.position_s = target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -187,7 +188,9 @@ def simulate(
     seed: int = 0,
     rate: float = 1.0,
     fps_render: float = 60.0,
-) -> np.ndarray:
+    warmup_s: float = 2.0,
+    with_times: bool = False,
+) -> Any:
     """One client watching: returns shown frame - due frame for every drawn frame after 2 s.
 
     Local clock t; the server clock reads (1 + skew) * t + 5000. One-way delays are
@@ -202,12 +205,13 @@ def simulate(
     def delay() -> float:
         return base_delay_s + (float(rng.exponential(jitter_s)) if jitter_s else 0.0)
 
-    sync = ClockSync()
+    sync = ClockSync(settle_samples=BURST_PINGS)  # as client/net.py makes it
+    sync.hint(server(base_delay_s), base_delay_s)  # welcome.st: one way, the delay unknown
     head = Playhead()
     timeline = SCENE.with_rate(rate, server(0.0)).play(server(0.0))
     t, next_ping, pings, last_draw = 0.0, 0.0, 0, 0.0
     in_flight: list[tuple[float, float, float]] = []  # (arrival local, sent local, server t)
-    errors = []
+    errors, times = [], []
     while t < seconds:
         t += float(rng.uniform(0.6, 1.4)) / fps_render
         while next_ping <= t:
@@ -218,13 +222,12 @@ def simulate(
         for item in [p for p in in_flight if p[0] <= t]:
             in_flight.remove(item)
             sync.add_sample(item[1], item[2], item[0])
-        if not sync.synced:
-            continue
-        step = head.update(timeline, sync.server_time(t), t - last_draw)
+        step = head.update(timeline, sync.server_time(t), t - last_draw, exact=sync.settling)
         last_draw = t
-        if t > 2.0:
+        if t > warmup_s:
             errors.append(step.frame - timeline.frame_at(server(t)))
-    return np.asarray(errors)
+            times.append(t)
+    return (np.asarray(errors), np.asarray(times)) if with_times else np.asarray(errors)
 
 
 @pytest.mark.parametrize(
@@ -286,3 +289,35 @@ def test_frame_errors_skip_what_the_client_had_not_heard_yet():
     ]
     errs = frame_errors(records, history, offset, settle_s=0.5)
     assert errs == [(1.0, 0), (2.0, -1), (5.0, -1)]
+
+
+@pytest.mark.parametrize("jitter_s", [0.0, 0.05])
+def test_a_late_joiner_is_in_sync_within_a_second(jitter_s):
+    """From the welcome (a one-way clock reading off by the delay) to within one frame."""
+    for seed in range(5):
+        err, times = simulate(jitter_s=jitter_s, skew_ppm=50.0, base_delay_s=0.04, seed=seed,
+                              seconds=6.0, warmup_s=0.0, with_times=True)  # fmt: skip
+        bad = times[np.abs(err) > 1]
+        synced_s = bad[-1] if len(bad) else times[0]
+        assert synced_s <= 1.0, (seed, synced_s)
+
+
+def test_settling_applies_corrections_at_once_then_slews():
+    sync = ClockSync(settle_samples=3)
+    sync.hint(server_s=100.0, local_s=0.0)  # off by the one-way delay
+    assert sync.settling
+    sync.add_sample(1.0, 101.0 + 0.05, 1.1)  # true offset 100.0 (rtt 0.1, symmetric)
+    sync.add_sample(2.0, 102.0 + 0.01, 2.02)
+    assert sync.server_time(2.02) == pytest.approx(102.02)  # no slewing while settling
+    sync.add_sample(3.0, 103.0 + 0.02, 3.02)  # says +0.01: the third sample, now slewed
+    assert not sync.settling
+    assert sync.server_time(3.02) == pytest.approx(103.02, abs=2e-3)
+
+
+def test_an_exact_playhead_follows_the_target():
+    head = Playhead()
+    t = SCENE.play(0.0)
+    head.update(t, 1.0, 0.0)
+    step = head.update(t, 1.05, 0.016, exact=True)  # 34 ms more than local time says
+    assert step.position_s == pytest.approx(1.05) and step.action == "seek"
+    assert head.update(t, 1.066, 0.016, exact=True).action == "hold"
