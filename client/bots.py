@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         light=bool(getattr(args, "light", False)),
         seed=getattr(args, "seed", None),
         name_prefix=getattr(args, "name_prefix", "bot"),
+        names=split_names(getattr(args, "names", None)),
         play=getattr(args, "play", None),
         react=bool(getattr(args, "react", False)),
     )
@@ -155,6 +156,7 @@ class BotFleet:
         light: bool = False,
         seed: int | None = None,
         name_prefix: str = "bot",
+        names: tuple[str, ...] = (),  # the first bots' names (then name_prefix-N)
         play: str | None = None,
         react: bool = False,
     ) -> None:
@@ -179,7 +181,7 @@ class BotFleet:
             AsyncSession(
                 server_url,
                 room,
-                f"{name_prefix}-{i + 1:0{width}d}",
+                names[i] if i < len(names) else f"{name_prefix}-{i + 1:0{width}d}",
                 token,
                 self.random.choice(NEON),
                 light=light,
@@ -461,6 +463,11 @@ class BotFleet:
             "reactions_sent": self.audience.sent if self.audience is not None else 0,
             "micro_sent": self.audience.micro_sent if self.audience is not None else 0,
         }
+
+
+def split_names(text: str | None) -> tuple[str, ...]:
+    """`--names Mira,Chow,Su` -> ("Mira", "Chow", "Su")."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
 def _round(value: float) -> float:

@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object of statistics")
     p.add_argument("--chatty", type=float, default=1.0, help="social actions per bot-minute x")
     p.add_argument(
+        "--names", default=None, metavar="A,B,…", help="names for the first bots (then bot-N)"
+    )
+    p.add_argument(
         "--play", default=None, metavar="SCENE", help="start this scene (needs a host token)"
     )
     p.add_argument(

@@ -38,6 +38,8 @@ from neonbar.errors import UserError
 
 ROOM = "orange-haze"
 DIRECTOR = "Director"
+PATRONS = ("Mira", "Chow", "Li-zhen", "Kenji", "Ada", "Rook", "Nova", "Iris", "Tomas", "Yuki",
+           "Dex", "Lena")  # fmt: skip
 LISTENING = re.compile(r"listening on (ws://\S+)")
 PREFERRED_SCENES = ("last_train", "neon_alley")  # a scene with a branch first
 PLAY_AT_S = 16.0  # the Director starts the scene once the tour has shown the bar
@@ -183,10 +185,13 @@ def start_server(
     raise UserError("the server did not start: " + (" / ".join(tail) or "no output"))
 
 
-def mint_invite(data_dir: Path, server_url: str, role: str, name: str | None = None) -> str:
-    """A token from `neonbar invite` (its first output line)."""
+def mint_invite(
+    data_dir: Path, server_url: str, role: str, name: str | None = None, avatars: int = 0
+) -> str:
+    """A token from `neonbar invite` (its first output line); `avatars`: for a bot crowd."""
     args = ["invite", "--room", ROOM, "--role", role, "--data", str(data_dir), "--ttl", "2h"]
     args += ["--server", server_url] + (["--name", name] if name else [])
+    args += ["--avatars", str(avatars)] if avatars else []
     out = subprocess.run(_neonbar(*args), capture_output=True, text=True, check=False)
     if out.returncode != 0 or not out.stdout.strip():
         raise UserError(f"could not mint an invite: {out.stderr.strip() or 'no output'}")
@@ -276,6 +281,7 @@ def bots_args(url: str, token: str, count: int, duration_s: float) -> list[str]:
     return _neonbar(
         "bots", "--server", url, "--room", ROOM, "--count", str(count),
         "--duration", str(duration_s), "--token", token, "--chatty", "3", "--beats", "--react",
+        "--names", ",".join(PATRONS),
     )  # fmt: skip
 
 
@@ -333,7 +339,9 @@ def _run_offscreen(
                 f"({duration_s:.0f} s, recorded to {session_path})"
             )
             if args.bots > 0:
-                patron = mint_invite(data_dir, evening.url, "collaborator")
+                patron = mint_invite(
+                    data_dir, evening.url, "collaborator", avatars=max(1, args.bots)
+                )
                 evening.spawn("bots", bots_args(evening.url, patron, args.bots, duration_s + 15))
             script = data_dir / "director.json"
             script.write_text(json.dumps(director_script(scene.name, play_at_s)))
@@ -400,7 +408,9 @@ def _run_window(
             steps.say(f"the bar is open at {evening.url}, room '{ROOM}'")
             stay_s = max(WINDOW_STAY_S, duration_s + 60)  # the window may stay open a while
             if args.bots > 0:
-                patron = mint_invite(data_dir, evening.url, "collaborator")
+                patron = mint_invite(
+                    data_dir, evening.url, "collaborator", avatars=max(1, args.bots)
+                )
                 evening.spawn("bots", bots_args(evening.url, patron, args.bots, stay_s))
             # A projectionist (a host bot, no chatter; its own invite, because the Director's
             # fixes the name "Director") starts the scene ...
