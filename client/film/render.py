@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -302,7 +303,7 @@ def render_scene(
 
             bar = tqdm(total=count, unit="frame", file=sys.stderr, desc=spec.name,
                        dynamic_ncols=True, mininterval=0.5)  # fmt: skip
-        partial = out.with_name(f".{out.name}.part.mp4")
+        partial = out.with_name(f".{out.name}.{os.getpid()}.part.mp4")  # one per render
         with H264Writer(partial, size=size, fps=fps) as video:
             for _k, t in iter_frames(film, fps):
                 a = time.perf_counter()

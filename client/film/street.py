@@ -269,7 +269,11 @@ class Street:
         letters.setY(-0.12)
         apply_neon(letters, color, intensity=intensity, flicker=0.15,
                    phase=hash01(len(self.signs), self.spec.style.seed) * 60)  # fmt: skip
-        letters.setTwoSided(True)
+        if vertical:
+            # A blade sign is read from both ends of the street: letters on both faces.
+            back = letters.copyTo(node)
+            back.setH(180.0)
+            back.setY(0.12)
         pad = 0.18 * (height_m if not vertical else scale)
         cx, cz = (lo.x + hi.x) / 2, (lo.z + hi.z) / 2
         hx, hz = (hi.x - lo.x) / 2 + pad, (hi.z - lo.z) / 2 + pad
@@ -301,13 +305,14 @@ class Street:
                 z = rng.uniform(4.5, 12.0)
                 if vertical:
                     h = rng.uniform(3.2, 6.5)
-                    sign = self._text_sign(word, color, h, vertical=True)
+                    sign = self._text_sign(word, color, h, vertical=True, intensity=4.2)
                     # A blade sign sticks out of the facade, readable up and down the street.
                     sign.setPos(side * (STREET_HALF_WIDTH_M + 0.2), y, z + h / 2)
-                    sign.setH(0.0 if rng.random() < 0.7 else 180.0)
+                    rng.random()  # keeps the set's random sequence (and so every sign) as it was
                 else:
                     h = rng.uniform(0.9, 1.8)
-                    sign = self._text_sign(word, color, h, vertical=False)
+                    # Flat signs face the lens broadside: dimmer, or bloom melts the letters.
+                    sign = self._text_sign(word, color, h, vertical=False, intensity=2.6)
                     sign.setPos(side * (STREET_HALF_WIDTH_M + 1.05), y, z)
                     sign.setH(90.0 if side < 0 else -90.0)  # flat on the facade, facing the street
                 px = side * (STREET_HALF_WIDTH_M - 0.8)
@@ -331,16 +336,16 @@ class Street:
             for lx in (-0.6, 0.6):
                 lamps.box((lx, 2.22, 0.05), (0.22, 0.04, 0.08), (1, 1, 1, 1))
             head = car.attachNewNode(lamps.node("head"))
-            apply_neon(head, (1.0, 0.95, 0.85), intensity=9.0)
+            apply_neon(head, (1.0, 0.95, 0.85), intensity=9.0, phase=float(i))
             tails = MeshBuilder()
             for lx in (-0.6, 0.6):
                 tails.box((lx, -2.22, 0.05), (0.26, 0.04, 0.06), (1, 1, 1, 1))
             tail = car.attachNewNode(tails.node("tail"))
-            apply_neon(tail, (1.0, 0.12, 0.1), intensity=7.0)
+            apply_neon(tail, (1.0, 0.12, 0.1), intensity=7.0, phase=float(i) + 0.5)
             underglow = MeshBuilder()
             underglow.box((0, 0, -0.48), (0.7, 1.9, 0.02), (1, 1, 1, 1))
             glow = car.attachNewNode(underglow.node("glow"))
-            apply_neon(glow, self.palette[i % len(self.palette)], intensity=2.5)
+            apply_neon(glow, self.palette[i % len(self.palette)], intensity=2.5, phase=float(i))
             lane = i % 6
             direction = 1.0 if lane % 2 == 0 else -1.0
             self.cars.append(
