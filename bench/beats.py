@@ -254,7 +254,7 @@ async def _annotators(
 
 
 def bench_latency(runs: int, bots: int, seconds: float, root: Path) -> dict[str, Any]:
-    p50s, p99s, rtt50s, rtt99s, counts, bot_beats = [], [], [], [], [], []
+    p50s, p99s, rtt50s, rtt99s, counts, bot_beats, within, loads = [], [], [], [], [], [], [], []
     scene, env = _bench_scene(root)
     for run in range(runs):
         data = root / f"latency-{run}"
@@ -273,6 +273,7 @@ def bench_latency(runs: int, bots: int, seconds: float, root: Path) -> dict[str,
             )  # fmt: skip
             time.sleep(3.0)  # the bots are in, the scene is playing
             latency, rtt = asyncio.run(_annotators(url, "bench", viewer, seconds, scene))
+            loads.append(os.getloadavg()[0])
         finally:
             if bot_proc is not None:
                 stdout, _ = bot_proc.communicate(timeout=60)
@@ -290,6 +291,7 @@ def bench_latency(runs: int, bots: int, seconds: float, root: Path) -> dict[str,
         rtt50s.append(float(np.percentile(r, 50)))
         rtt99s.append(float(np.percentile(r, 99)))
         counts.append(len(lat))
+        within.append(float((lat <= 100.0).mean() * 100))
     out = {
         "p50_ms": statistics.median(p50s), "p99_ms": statistics.median(p99s),
         "rtt_p50_ms": statistics.median(rtt50s), "rtt_p99_ms": statistics.median(rtt99s),
@@ -301,6 +303,8 @@ def bench_latency(runs: int, bots: int, seconds: float, root: Path) -> dict[str,
     print(f"{'ping round trip (anchor)':<28}{out['rtt_p50_ms']:>10.1f}{out['rtt_p99_ms']:>10.1f}")
     print(f"samples per run: {out['samples']}; per-run p99: {', '.join(f'{v:.1f}' for v in p99s)}")
     print(f"beats the bots marked per run: {', '.join(map(str, bot_beats)) or 'unknown'}")
+    print(f"seen within 100 ms per run: {', '.join(f'{w:.1f} %' for w in within)}; "
+          f"load average after each run: {', '.join(f'{v:.1f}' for v in loads)}")  # fmt: skip
     return out
 
 
