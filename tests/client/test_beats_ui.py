@@ -12,6 +12,7 @@ from client.beats_ui import BeatBook, BeatKeys, hold_intensity
 from neonbar.beats import EMOTION_BY_NAME, BeatChain, validate_fields
 
 sys.path.insert(0, str(Path(__file__).parent))
+import netfixtures  # noqa: F401  (the real server for the live test)
 from renderfixtures import showbase  # noqa: F401  (fixture)
 
 
@@ -276,3 +277,103 @@ def test_bots_mark_the_playing_scene_as_the_play_head_passes() -> None:
     bots.on_message({"t": "event", "kind": "timeline", **back.to_wire()})
     again = [m for step in range(31 * 4) for i in range(20) for m in bots.due(i, 300 + step / 4)]
     assert sorted(m["at"] for m in again) == sorted(m["at"] for _, m in sent)
+
+
+# ------------------------------------------------------------------------------ two people, live
+
+
+def _clip_scene(root: Path) -> Path:
+    """A 30 s clip imported as scene `live_storm` (dust_storm's screenplay) in root/scenes."""
+    import subprocess
+
+    import av
+    import numpy as np
+
+    clip = root / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for k in range(30 * 24):
+            img = np.full((96, 160, 3), (k * 3) % 255, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "neonbar", "scene", "add", str(clip), "--title", "Live Storm",
+         "--screenplay", str(repo / "scenes" / "dust_storm.fountain"), "--name", "live_storm"],
+        cwd=repo, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return root / "scenes"
+
+
+@pytest.mark.render
+def test_two_people_mark_beats_during_a_playing_scene_and_see_each_others(
+    showbase,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import time
+
+    from netfixtures import running_server
+
+    from client.app import NeonBarApp
+    from client.net import NetSession
+    from client.watch import WatchOptions
+
+    monkeypatch.setenv("NEONBAR_SCENES", str(tmp_path / "scenes"))
+    _clip_scene(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    repo = Path(__file__).resolve().parents[2]
+    with running_server(data) as server:
+        host = subprocess.run(
+            [sys.executable, "-m", "neonbar", "invite", "--room", "live", "--role", "host",
+             "--data", str(data)],
+            cwd=repo, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.splitlines()[0].strip()  # fmt: skip
+        bob = NetSession(server.url, "live", "Bob", token=host)
+        alice = NetSession(server.url, "live", "Alice")
+        options = WatchOptions(server_url=server.url, room="live", data_dir=tmp_path / "cache")
+        app = NeonBarApp(showbase, alice, name="Alice", post=False, watch_options=options)
+        bob_events: list[dict[str, Any]] = []
+
+        def pump(until, timeout_s: float = 90.0):
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                showbase.taskMgr.step()
+                bob_events.extend(m for m in bob.poll() if m.get("kind") == "beat")
+                if until():
+                    return
+                time.sleep(0.01)
+            raise AssertionError("condition not met in time")
+
+        alice.start()
+        bob.start()
+        try:
+            pump(lambda: app.you is not None and bob.you is not None)
+            bob.send({"t": "playback", "op": "scene", "scene": "live_storm"})
+            pump(lambda: app.watch.timeline.status == "ready")
+            bob.send({"t": "playback", "op": "play"})
+            pump(lambda: app.watch.timeline.playing and app.beats._scene_time()[1] > 1.0)
+            # Alice presses 4 (surprise) in the bar; Bob sees it live
+            showbase.messenger.send("4")
+            showbase.messenger.send("4-up")
+            pump(lambda: len(bob_events) >= 1)
+            seen = bob_events[0]["rec"]
+            assert (seen["author"], seen["emotion"], seen["scene"]) == ("Alice", "surprise",
+                                                                         "live_storm")  # fmt: skip
+            assert 1.0 < seen["t_in_ms"] / 1000 < 30.0
+            # Bob marks anger at the same moment; Alice's bar draws both
+            bob.send({"t": "beat", "scene": "live_storm", "at": seen["t_in_ms"] / 1000 + 0.5,
+                      "emotion": "anger", "intensity": 0.9, "note": "there it is"})  # fmt: skip
+            pump(lambda: len(app.beats.book.records) >= 2 and len(bob_events) >= 2)
+            assert app.beats.book.ordered() == [e["rec"]["seq"] for e in bob_events] == [1, 2]
+            assert [b.emotion for b in app.beats.book.standing] == ["surprise", "anger"]
+            assert len(app.beats._ticks) == 2
+            assert app.beats.ack_latency_s  # Alice's own beat came back committed
+        finally:
+            app.destroy()
+            bob.stop()
