@@ -135,7 +135,8 @@ class Street:
         node.setShaderInput("u_window_warm", warm)
         node.setShaderInput("u_window_cool", cool)
         node.setShaderInput("u_window_level", 0.8)
-        node.setShaderInput("u_window_share", 0.24)
+        # A dust-choked city is half dead: fewer lit rooms.
+        node.setShaderInput("u_window_share", 0.12 if self.spec.style.weather == "dust" else 0.24)
 
     def _build_buildings(self) -> None:
         mb = MeshBuilder()
@@ -422,6 +423,12 @@ class Street:
             self.rain.setShaderInput("u_color", tuple(c * 0.75 for c in RAIN_COLOR))
             self.rain.setRenderModeThickness(1.5)
         if weather == "dust":
+            # The sun behind the storm: a disc far down the avenue that only its bloom crosses
+            # the haze with (bloom is added after the haze in composite.frag).
+            sun = MeshBuilder()
+            sun.sphere((0.0, self.length_m + 420.0, 70.0), 38.0, (1, 1, 1, 1), rings=8, segments=16)
+            sun_np = self.root.attachNewNode(sun.node("sun"))
+            apply_neon(sun_np, (1.0, 0.62, 0.3), intensity=14.0, phase=0.0)
             self.dust_streaks = self._streaks("dust", 5000, self.spec.style.seed + 1)
             self.dust_streaks.setShaderInput("u_box", (40.0, 40.0, 16.0))
             self.dust_streaks.setShaderInput("u_velocity", (13.0, 4.0, -0.6))
@@ -468,7 +475,7 @@ class Street:
         near = [(pts[i][0], pts[i][1], pts[i][2] * flick) for i in order[:16]]
         lights = NeonLights.from_points(near)
         lights.ambient = (0.010, 0.009, 0.014) if self.spec.style.weather != "dust" else (
-            0.028, 0.012, 0.005)  # fmt: skip
+            0.014, 0.006, 0.0025)  # fmt: skip
         lights.apply_to(self.root)
         for sign in self.signs:
             for child in sign.getChildren():
@@ -486,4 +493,4 @@ class Street:
                 self.dust_streaks.setShaderInput(k, v)
         for sheet in self.dust_sheets:
             sheet.setShaderInput("u_time", float(t_s))
-            sheet.setShaderInput("u_density", float(0.2 + 0.45 * mood.precipitation))
+            sheet.setShaderInput("u_density", float(0.1 + 0.4 * mood.precipitation))
