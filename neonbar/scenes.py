@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DIR = ROOT / "scenes"
 LUT_DIR = ROOT / "assets" / "luts"
 # Bump when client/film draws different frames for the same spec: it renames every cached render.
-GENERATOR_VERSION = "film-2"
+GENERATOR_VERSION = "film-3"
 DEMO_SCENE = "neon_alley"
 
 WEATHERS = ("dust", "rain", "clear")
