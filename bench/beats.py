@@ -176,11 +176,9 @@ def _start_server(
     raise RuntimeError("server did not start")
 
 
-def _token(data: Path, room: str, role: str, name: str | None = None) -> str:
+def _token(data: Path, room: str, role: str, avatars: int = 1) -> str:
     cmd = [sys.executable, "-m", "neonbar", "invite", "--room", room, "--role", role,
-           "--data", str(data)]  # fmt: skip
-    if name:
-        cmd += ["--name", name]
+           "--data", str(data), "--avatars", str(avatars)]  # fmt: skip
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout
     for word in out.split():
         if "token=" in word:
@@ -263,8 +261,8 @@ def bench_latency(runs: int, bots: int, seconds: float, root: Path) -> dict[str,
         server = _start_server(data, port, env)
         bot_proc = None
         try:
-            host = _token(data, "bench", "host")
-            viewer = _token(data, "bench", "viewer")
+            host = _token(data, "bench", "host", avatars=bots)  # one invite for the crowd
+            viewer = _token(data, "bench", "viewer", avatars=5)
             bot_proc = subprocess.Popen(
                 [sys.executable, "-m", "neonbar", "bots", "--server", url, "--room", "bench",
                  "--count", str(bots), "--duration", str(seconds + 6), "--token", host,
@@ -278,7 +276,10 @@ def bench_latency(runs: int, bots: int, seconds: float, root: Path) -> dict[str,
             if bot_proc is not None:
                 stdout, _ = bot_proc.communicate(timeout=60)
                 with contextlib.suppress(ValueError, KeyError):
-                    bot_beats.append(int(json.loads(stdout)["beats_sent"]))
+                    summary = json.loads(stdout)
+                    bot_beats.append(int(summary["beats_sent"]))
+                    if summary["connected"] != bots:
+                        print(f"warning: {summary['connected']} of {bots} bots connected")
             server.send_signal(signal.SIGINT)
             try:
                 server.wait(20)
