@@ -110,18 +110,15 @@ def test_a_recorded_session_replays_to_the_positions_the_live_client_drew(tmp_pa
             with live_log.open("w") as f:
                 drawn = DrawLog(app, f, clock=lambda: recorder.frame_t_s)
                 net.start()
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + 120  # a bound, not a measure: a busy box is slow
                 # Walk our own avatar too (its recorded state must come back), while the bots
-                # wander; stop after 4 s of the room with everyone in it.
-                started = None
-                while time.monotonic() < deadline:
+                # wander; stop after 60 frames with everyone in the room.
+                full = 0
+                while time.monotonic() < deadline and full < 60:
                     app.controls.keys["forward"] = True
-                    app.controls.keys["turn_left"] = int(time.monotonic() * 2) % 2 == 0
+                    app.controls.keys["turn_left"] = (full // 15) % 2 == 0
                     base.taskMgr.step()
-                    if started is None and len(app.crowd.slot_of) >= 4:
-                        started = time.monotonic()
-                    if started is not None and time.monotonic() - started > 4.0:
-                        break
+                    full += len(app.crowd.slot_of) >= 4
                     assert net.state.name != "CLOSED", net.last_error
                     time.sleep(0.005)
                 drawn.close()
@@ -135,7 +132,7 @@ def test_a_recorded_session_replays_to_the_positions_the_live_client_drew(tmp_pa
         server.stop()
 
     live = [line for line in read_draw_log(live_log) if len(line["drawn"]) >= 4]
-    assert len(live) > 20, "the live client drew too few frames with everyone in the room"
+    assert len(live) >= 50, "the live client did not draw the room with everyone in it"
     recording = read_session(session_path)
     assert not recording.truncated and recording.frames
     result = render(
