@@ -31,6 +31,7 @@ log = logging.getLogger("neonbar.server")
 
 SAVE_EVERY_TICKS = TICK_HZ  # positions are at most this old after a crash (1 s)
 PRUNE_EVERY_TICKS = 3600 * TICK_HZ
+ALIVE_KEY = "durability.alive_s"  # room state: the last second the room was known running
 
 
 @register_feature
@@ -41,19 +42,23 @@ class Durability(Feature):
     def __init__(self, room: Any) -> None:
         super().__init__(room)
         self._saved: dict[int, tuple[Any, ...]] = {}  # avatar id -> what its row holds
+        self._nonces: dict[int, str] = {}  # avatar id -> its resume token's nonce
 
     # ------------------------------------------------------------------------- lifecycle
 
     def on_create(self) -> None:
         room = self.room
         records = room.storage.load_avatars(room.name)
+        alive_s = float(room.storage.load_state(room.name).get(ALIVE_KEY) or 0.0)
         now_s, wall_s = room.now_s(), time.time()
         restored = 0
         for record in records:
             if record.id in room.avatars:
                 continue
+            # Connected when the server stopped: last seen at the room's last heartbeat.
+            seen_s = max(record.seen_s, alive_s) if record.extra.get("connected") else record.seen_s
             try:
-                self._restore(record, now_s - max(0.0, wall_s - record.seen_s))
+                self._restore(record, now_s - max(0.0, wall_s - seen_s))
             except (ValueError, TypeError, KeyError):
                 log.exception("room %s: avatar %d could not be restored", room.name, record.id)
                 continue
@@ -68,15 +73,24 @@ class Durability(Feature):
 
     def on_leave(self, avatar: Avatar, reason: str) -> None:
         self._saved.pop(avatar.id, None)
+        self._nonces.pop(avatar.id, None)
         self.room.events.write(("avatar_gone", self.room.name, avatar.id))
         self.room.events.commit()
 
     def on_tick(self, now_s: float) -> None:
+        """Each avatar's row once a second if it changed, a twentieth of them per tick (a
+        tick never pays for the whole room), and the room's heartbeat once a second."""
         room = self.room
-        if room.tick % SAVE_EVERY_TICKS == 0:
-            for avatar in room.avatars.values():
-                if avatar.session is not None:
-                    self._save(avatar)
+        slot = room.tick % SAVE_EVERY_TICKS
+        if slot == 0:
+            room.events.write(("state", room.name, ALIVE_KEY, json.dumps(time.time())))
+        ids = room._ids
+        before = room.events.pending_writes
+        for aid in ids[ids % SAVE_EVERY_TICKS == slot].tolist():
+            avatar = room.avatars.get(aid)
+            if avatar is not None:
+                self._save(avatar)
+        if slot == 0 or room.events.pending_writes != before:
             room.events.commit()
         if room.tick % PRUNE_EVERY_TICKS == 0:
             self._prune()
@@ -88,37 +102,45 @@ class Durability(Feature):
 
     # --------------------------------------------------------------------------- helpers
 
-    def _row(self, avatar: Avatar) -> AvatarRecord | None:
+    def _nonce(self, avatar: Avatar) -> str | None:
+        nonce = self._nonces.get(avatar.id)
+        if nonce is None:
+            room = self.room
+            claim = read_resume(room.host.secret, room.name, avatar.resume_token)
+            if claim is None:  # a token not signed here: nothing to resume with
+                return None
+            nonce = self._nonces[avatar.id] = claim.nonce
+        return nonce
+
+    def _save(self, avatar: Avatar, force: bool = False) -> None:
+        """Queue the avatar's row if anything in it changed since it was last written."""
         room = self.room
-        claim = read_resume(room.host.secret, room.name, avatar.resume_token)
-        if claim is None:  # a token from elsewhere (not signed here): nothing to resume with
-            return None
-        x_m, y_m = room.pos_m[avatar.id]
+        aid = avatar.id
+        x_m, y_m = room.pos_m[aid]
+        x_cm, y_cm = round(float(x_m) * CM_PER_M), round(float(y_m) * CM_PER_M)
+        yaw, input_seq = int(room.yaw[aid]), int(room.input_seq[aid])
         state = {}
-        for key, value in avatar.state.items():
+        for name, value in avatar.state.items():
             try:
                 json.dumps(value)
             except (TypeError, ValueError):
                 continue  # feature state that is not plain data stays in memory
-            state[key] = value
+            state[name] = value
+        # Connected or away: a connected avatar is alive as long as the room's heartbeat.
         extra = {"name_fixed": avatar.name_fixed, "muted": avatar.muted,
-                 "identity": getattr(avatar, "identity", None), "state": state}  # fmt: skip
-        return AvatarRecord(
-            room.name, avatar.id, claim.nonce, avatar.name, avatar.color, avatar.role,
-            round(float(x_m) * CM_PER_M), round(float(y_m) * CM_PER_M), int(room.yaw[avatar.id]),
-            int(room.input_seq[avatar.id]), time.time(), extra,
-        )  # fmt: skip
-
-    def _save(self, avatar: Avatar, force: bool = False) -> None:
-        row = self._row(avatar)
-        if row is None:
+                 "identity": getattr(avatar, "identity", None), "state": state,
+                 "connected": avatar.session is not None}  # fmt: skip
+        key = (avatar.name, avatar.color, avatar.role, x_cm, y_cm, yaw, input_seq,
+               json.dumps(extra, sort_keys=True))  # fmt: skip
+        if not force and self._saved.get(aid) == key:
             return
-        key = (row.name, row.color, row.role, row.x_cm, row.y_cm, row.yaw, row.input_seq,
-               json.dumps(row.extra, sort_keys=True))  # fmt: skip
-        if not force and self._saved.get(avatar.id) == key:
+        nonce = self._nonce(avatar)
+        if nonce is None:
             return
-        self._saved[avatar.id] = key
-        self.room.events.write(("avatar", row))
+        self._saved[aid] = key
+        row = AvatarRecord(room.name, aid, nonce, avatar.name, avatar.color, avatar.role,
+                           x_cm, y_cm, yaw, input_seq, time.time(), extra)  # fmt: skip
+        room.events.write(("avatar", row))
 
     def _restore(self, record: AvatarRecord, away_since_s: float) -> None:
         """Put a stored avatar back in the room, away (as on_join places a new one)."""
@@ -154,6 +176,7 @@ class Durability(Feature):
         room._ids = np.array(sorted(room.avatars), dtype=np.int64)
         room.metrics.avatars.inc()
         self._saved[aid] = ()
+        self._nonces[aid] = record.nonce
 
     def _prune(self) -> None:
         room = self.room

@@ -86,6 +86,11 @@ class RoomEventLog:
         self._writes.append(write)
 
     @property
+    def pending_writes(self) -> int:
+        """Writes queued for the next group (events included)."""
+        return len(self._writes)
+
+    @property
     def pending(self) -> int:
         """Events appended and not yet handed to storage."""
         return len(self._frames)

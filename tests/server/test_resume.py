@@ -17,7 +17,7 @@ from serverfixtures import RawClient, ServerThread, run
 
 from neonbar.protocol import CM_PER_M, PROTOCOL_VERSION, TICK_HZ, CloseCode, ErrorCode, encode
 from neonbar.tokens import mint_resume, new_resume_nonce
-from server.durability import Durability
+from server.durability import ALIVE_KEY, Durability
 from server.recording import RecordedLink, RecordingHost
 from server.room import JoinRefused, RoomConfig
 from server.storage import PrunePolicy, SqliteStorage
@@ -209,7 +209,9 @@ def test_after_a_restart_an_avatar_past_its_window_leaves_and_its_token_is_dead(
     db = tmp_path / "n.db"
     welcome, _, _ = first_life(db)
     with contextlib.closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute("UPDATE avatars SET seen_s = seen_s - 3600")  # the server was down an hour
+        # The server was down an hour: its last heartbeat and its avatars' rows are that old.
+        conn.execute("UPDATE avatars SET seen_s = seen_s - 3600")
+        conn.execute("UPDATE room_state SET value = value - 3600 WHERE key = ?", (ALIVE_KEY,))
     host = RecordingHost(storage=SqliteStorage(db, threaded=False))
     room = host.room()
     watcher = RecordedLink("bob")
@@ -265,3 +267,19 @@ def test_events_queued_behind_a_long_replay_stay_flat_and_in_order():
     for i in range(5000):
         frames = _chain(frames, b"live %d" % i)
     assert list(frames) == [b"r1", b"r2", b"r3"] + [b"live %d" % i for i in range(5000)]
+
+
+def test_an_avatar_that_stood_still_for_an_hour_is_still_resumable_after_a_crash(tmp_path: Path):
+    """Its row is old (nothing changed to write), but the room's heartbeat says it was there."""
+    db = tmp_path / "n.db"
+    welcome, _, _ = first_life(db)
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE avatars SET seen_s = seen_s - 3600")
+    host = RecordingHost(storage=SqliteStorage(db, threaded=False))
+    room = host.room()
+    grant = room.on_auth(hello(resume=welcome["resume"]))
+    assert grant.resume_of is not None and grant.resume_of.id == welcome["you"]
+    for _ in range(TICK_HZ):  # housekeeping runs: it does not time out
+        host.now += 1 / TICK_HZ
+        room.step(host.now)
+    assert welcome["you"] in room.avatars
