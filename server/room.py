@@ -213,29 +213,6 @@ class Session:
         return bool(self.link.closing)
 
 
-class EventLog:
-    """The room's reliable events: a sequence counter and a ring of encoded frames for resume."""
-
-    def __init__(self, last_seq: int = 0, capacity: int = 10_000) -> None:
-        self.seq = last_seq
-        self._ring: deque[tuple[int, bytes]] = deque(maxlen=capacity)
-
-    def append(self, frame: bytes) -> None:
-        self._ring.append((self.seq, frame))
-
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
-
-    def since(self, seq: int) -> Iterator[bytes]:
-        """Frames of every event with a sequence number above `seq`, oldest first."""
-        if not self._ring or seq >= self.seq:
-            return iter(())
-        first = self._ring[0][0]
-        skip = max(0, seq - first + 1)
-        return (frame for i, (_, frame) in enumerate(self._ring) if i >= skip)
-
-
 # ----------------------------------------------------------------------------------- features
 
 Handler = Callable[[Session, dict[str, Any], float], None]
