@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     PRIMARY KEY (room, seq)
 );
+-- Exports, reports and the beat chain read one kind of a room's events back.
+CREATE INDEX IF NOT EXISTS events_by_kind ON events (room, kind, seq);
 CREATE TABLE IF NOT EXISTS avatars (
     room TEXT NOT NULL,
     id INTEGER NOT NULL,
