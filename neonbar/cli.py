@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", default=None, help="fix the display name of whoever uses it")
     p.add_argument(
+        "--avatars",
+        type=int,
+        default=None,
+        help="how many avatars the invite may hold in the room at once (default 1 with --name, "
+        "else 16; a bot crowd on one invite needs one per bot)",
+    )
+    p.add_argument(
         "--ttl", type=duration_s, default=duration_s("24h"), help="lifetime, e.g. 30m, 24h, 2d"
     )
     p.add_argument("--data", default="data", help="the server's data directory (invite secret)")

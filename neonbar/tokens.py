@@ -28,10 +28,13 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 from neonbar.errors import UserError
 from neonbar.protocol import MAX_NAME_CHARS, MAX_ROOM_CHARS, ROLES, CloseCode
+
+MAX_INVITE_AVATARS = 4000  # a room holds at most 4,000 avatars (RoomConfig.max_avatars)
 
 SECRET_ENV = "NEONBAR_SECRET"
 SECRET_FILE = "secret.key"
@@ -53,6 +56,7 @@ class Invite:
     name: str | None
     expires_s: float  # unix time
     nonce: str
+    avatars: int | None = None  # avatars it may hold in its room at once; None: the default
 
 
 def _b64encode(data: bytes) -> str:
@@ -99,12 +103,19 @@ def mint(
     name: str | None = None,
     ttl_s: float = 86400.0,
     now_s: float | None = None,
+    avatars: int | None = None,
 ) -> str:
-    """Sign a new invite token."""
+    """Sign a new invite token (`avatars`: how many avatars it may hold in its room at once)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if avatars is not None and not 1 <= avatars <= MAX_INVITE_AVATARS:
+        raise ValueError(f"avatars must be 1-{MAX_INVITE_AVATARS}")
     now_s = time.time() if now_s is None else now_s
-    body = {"r": room, "o": role, "n": name, "e": int(now_s + ttl_s), "j": secrets.token_hex(8)}
+    body: dict[str, Any] = {
+        "r": room, "o": role, "n": name, "e": int(now_s + ttl_s), "j": secrets.token_hex(8)
+    }  # fmt: skip
+    if avatars is not None:
+        body["a"] = avatars
     payload = _b64encode(json.dumps(body, separators=(",", ":")).encode("utf-8"))
     sig = hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest()
     return f"{payload}.{_b64encode(sig)}"
@@ -132,10 +143,13 @@ def verify(secret: bytes, token: str, now_s: float | None = None) -> Invite:
             name=None if body.get("n") is None else str(body["n"]),
             expires_s=float(body["e"]),
             nonce=str(body.get("j", "")),
+            avatars=None if body.get("a") is None else int(body["a"]),
         )
     except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
         raise forged from None
     if invite.role not in ROLES:
+        raise forged
+    if invite.avatars is not None and not 1 <= invite.avatars <= MAX_INVITE_AVATARS:
         raise forged
     now_s = time.time() if now_s is None else now_s
     if now_s >= invite.expires_s:
@@ -230,8 +244,13 @@ def run_invite(args: argparse.Namespace) -> int:
         raise UserError("--room must be 1-64 letters, digits, '_', '.' or '-'")
     if args.name is not None and not (0 < len(args.name) <= MAX_NAME_CHARS):
         raise UserError(f"--name must be 1-{MAX_NAME_CHARS} characters")
+    avatars = getattr(args, "avatars", None)
+    if avatars is not None and not 1 <= avatars <= MAX_INVITE_AVATARS:
+        raise UserError(f"--avatars must be 1-{MAX_INVITE_AVATARS}, not {avatars}")
+    if avatars is not None and avatars > 1 and args.name is not None:
+        raise UserError("an invite with --name is one person: it holds one avatar")
     secret = load_secret(args.data)
-    token = mint(secret, room, args.role, name=args.name, ttl_s=args.ttl)
+    token = mint(secret, room, args.role, name=args.name, ttl_s=args.ttl, avatars=avatars)
     print(token)
     print(join_link(args.server, room, token))
     return 0

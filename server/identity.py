@@ -3,12 +3,13 @@
 An identity is an invite: the nonce of the invite token a hello carried. A room keeps, per
 identity, what must outlive any one connection (docs/protocol.md, "Limits"):
 
-- how many avatars it holds in the room (present or away): at most `avatars_per_invite`;
-  an invite that names its holder ("--name") is one person and holds one avatar, so a second
-  hello with it takes that avatar over (the older connection is closed with 4409);
-- how fast it may join (`joins_per_min`, burst `join_burst`): join-and-drop loops are refused
-  with 4429 instead of minting avatars;
-- a message budget shared by all its connections: `avatars_per_invite` times one connection's;
+- how many avatars it holds in the room (present or away): what the invite says
+  (`neonbar invite --avatars N`, for a bot crowd), else `avatars_per_invite` (16); an invite
+  that names its holder ("--name") is one person and holds one avatar, so a second hello with
+  it takes that avatar over (the older connection is closed with 4409);
+- how fast it may join (`joins_per_min`, burst `join_burst`, both scaled up for an allowance
+  above the burst): join-and-drop loops are refused with 4429 instead of minting avatars;
+- a message budget shared by all its connections: its allowance times one connection's;
 - whether a host kicked it (it may not come back: 4403) or muted it (its avatars stay muted,
   new ones included).
 
@@ -27,6 +28,7 @@ from neonbar.ratelimit import TokenBucket
 @dataclass(eq=False)
 class Identity:
     key: str
+    allowance: int  # avatars it may hold in the room at once
     throttle: TokenBucket
     joins: TokenBucket
     avatars: set[int] = field(default_factory=set)
@@ -60,14 +62,20 @@ class Identities:
         self.join_burst = join_burst
         self._by_key: dict[str, Identity] = {}
 
-    def get(self, key: str, now_s: float) -> Identity:
+    def get(self, key: str, now_s: float, allowance: int | None = None) -> Identity:
+        """The identity of `key`, made on first sight with `allowance` avatars (None: the
+        room's default); its budgets scale with the allowance, so a declared crowd can join
+        at once and send what that many people would."""
         found = self._by_key.get(key)
         if found is None:
-            share = self.avatars_per_invite
+            share = allowance or self.avatars_per_invite
+            # A declared crowd (allowance above the join burst) may all join at once.
+            crowd = max(1.0, (allowance or 0) / self.join_burst)
             found = Identity(
                 key,
+                share,
                 TokenBucket(self.msgs_per_s * share, self.burst * share, now_s),
-                TokenBucket(self.joins_per_min / 60.0, self.join_burst, now_s),
+                TokenBucket(self.joins_per_min / 60.0 * crowd, self.join_burst * crowd, now_s),
             )
             self._by_key[key] = found
         return found

@@ -180,6 +180,7 @@ class Grant:
     name_fixed: bool
     resume_of: Avatar | None = None
     identity: str | None = None  # the invite's key (server/identity.py); None in open rooms
+    allowance: int | None = None  # avatars the invite may hold (None: the room's default)
 
 
 @dataclass(eq=False)
@@ -334,8 +335,8 @@ def check_invite(hello: dict[str, Any], room: str, secret: bytes, open_rooms: bo
             raise JoinRefused(CloseCode.WRONG_ROOM, "invite token is for another room")
         key = identity_key(invite)
         if invite.name:
-            return Grant(invite.role, invite.name, True, identity=key)
-        return Grant(invite.role, hello["name"], False, identity=key)
+            return Grant(invite.role, invite.name, True, identity=key, allowance=1)
+        return Grant(invite.role, hello["name"], False, identity=key, allowance=invite.avatars)
     if open_rooms:
         return Grant("collaborator", hello["name"], False)
     raise JoinRefused(CloseCode.AUTH_FAILED, "an invite token is required")
@@ -359,6 +360,7 @@ class Room:
         self.avatars: dict[int, Avatar] = {}
         self.sessions: dict[int, Session] = {}  # by avatar id
         self.resume_tokens: dict[str, Avatar] = {}
+        self._name_keys: dict[int, tuple[str, str]] = {}  # avatar id -> (name, its name_key)
         config = self.config
         self.identities = Identities(
             config.msgs_per_s, config.burst, config.avatars_per_invite, config.joins_per_min,
@@ -406,8 +408,12 @@ class Room:
                 msg_type = getattr(attr, "_handles", None)
                 if msg_type is not None:
                     self.handlers[msg_type] = getattr(feature, attr_name)
+        # Hooks called per tick or per roster entry: only the features that have them.
         self._tickers = [
             f for f in self.features.values() if type(f).on_tick is not Feature.on_tick
+        ]
+        self._roster_parts = [
+            f for f in self.features.values() if type(f).roster is not Feature.roster
         ]
 
     def now_s(self) -> float:
@@ -476,8 +482,8 @@ class Room:
             raise JoinRefused(CloseCode.ROOM_FULL, f"room {self.name} is full")
         identity = None
         if grant.identity is not None:
-            identity = self.identities.get(grant.identity, now_s)
-            if len(identity.avatars) >= self.config.avatars_per_invite:
+            identity = self.identities.get(grant.identity, now_s, grant.allowance)
+            if len(identity.avatars) >= identity.allowance:
                 raise JoinRefused(
                     CloseCode.INVITE_FULL,
                     f"this invite already has {len(identity.avatars)} avatars in the room",
@@ -833,7 +839,7 @@ class Room:
             "role": avatar.role,
             "muted": avatar.muted,
         }
-        for feature in self.features.values():
+        for feature in self._roster_parts:
             entry.update(feature.roster(avatar, now_s))
         return entry
 
@@ -846,7 +852,16 @@ class Room:
     def name_taken(self, name: str, by: Avatar | None = None) -> bool:
         """Whether someone else in the room has this name or one that looks like it."""
         key = name_key(name)
-        return any(a is not by and name_key(a.name) == key for a in self.avatars.values())
+        cache = self._name_keys
+        for avatar in self.avatars.values():
+            if avatar is by:
+                continue
+            cached = cache.get(avatar.id)
+            if cached is None or cached[0] != avatar.name:  # folded once per name, not per join
+                cached = cache[avatar.id] = (avatar.name, name_key(avatar.name))
+            if cached[1] == key:
+                return True
+        return False
 
     def free_name(self, name: str) -> str:
         """`name`, or `name 2`, `name 3`... : a chosen name never copies someone else's."""

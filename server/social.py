@@ -32,9 +32,10 @@ class Social(Feature):
         self.cheered_s: dict[int, float] = {}  # avatar id -> server time of its last cheers
 
     def roster(self, avatar: Avatar, now_s: float) -> Mapping[str, Any]:
-        drink = avatar.state.get("drink")
-        level, level_st = avatar.state.get("tipsy", (0.0, now_s))
-        return {"drink": drink, "tipsy": round(tipsy_level(level, level_st, now_s), 3)}
+        state = avatar.state
+        tipsy = state.get("tipsy")
+        level = 0.0 if tipsy is None else round(tipsy_level(tipsy[0], tipsy[1], now_s), 3)
+        return {"drink": state.get("drink"), "tipsy": level}
 
     def on_leave(self, avatar: Avatar, reason: str) -> None:
         self.cheered_s.pop(avatar.id, None)

@@ -321,3 +321,18 @@ async def _close_code_seen_by_server(server: ServerThread, link) -> bool:
     while not server.call(lambda: link.closing):
         await asyncio.sleep(0.05)
     return True
+
+
+def test_an_invite_minted_for_a_crowd_holds_that_many_and_no_more(make_server):
+    server = make_server(open_rooms=False)
+    token = server.token(avatars=20)  # `neonbar invite --avatars 20`: twenty bots at once
+
+    async def scenario() -> None:
+        crowd = [await RawClient.join(server.url, name=f"b{i}", token=token) for i in range(20)]
+        assert len({c.avatar for c in crowd}) == 20
+        extra = await RawClient.open(server.url)
+        await extra.send({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "b20",
+                          "token": token})  # fmt: skip
+        assert await extra.closed() == CloseCode.INVITE_FULL
+
+    run(scenario())
