@@ -58,22 +58,21 @@ class EventReader(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-def stored_records(storage: EventReader, room: str) -> list[Beat]:
-    """Every beat record of a room from the event log, in chain order."""
-    out: list[Beat] = []
+def stored_events(storage: EventReader, room: str) -> list[tuple[int, Beat]]:
+    """(event seq, record) of every beat event of a room, in order (chain order too)."""
+    out: list[tuple[int, Beat]] = []
     since = 0
     while True:
         page = storage.events(room, since, _PAGE, kinds=(EVENT_KIND,))
-        for event in page:
-            out.append(beat_from_dict(event["rec"]))
+        out.extend((int(event["seq"]), beat_from_dict(event["rec"])) for event in page)
         if len(page) < _PAGE:
             return out
         since = int(page[-1]["seq"])
 
 
-def load_chain(storage: EventReader, room: str) -> BeatChain:
-    """The room's chain as stored; a stored chain that does not verify stops the room."""
-    return BeatChain(room, stored_records(storage, room))
+def stored_records(storage: EventReader, room: str) -> list[Beat]:
+    """Every beat record of a room from the event log, in chain order."""
+    return [rec for _, rec in stored_events(storage, room)]
 
 
 def load_records(data_dir: Path, room: str) -> list[Beat]:
@@ -119,21 +118,12 @@ class Beats(Feature):
 
     def on_create(self) -> None:
         room = self.room
-        seqs: list[int] = []
-        records: list[Beat] = []
-        since = 0
-        while True:
-            page = room.storage.events(room.name, since, _PAGE, kinds=(EVENT_KIND,))
-            for event in page:
-                records.append(beat_from_dict(event["rec"]))
-                seqs.append(int(event["seq"]))
-            if len(page) < _PAGE:
-                break
-            since = int(page[-1]["seq"])
-        # A stored chain that does not verify is a damaged database: refuse to run the room
-        # rather than extend a chain that nobody could verify.
-        self.chain = BeatChain(room.name, records)
-        self.event_seq = seqs
+        stored = stored_events(room.storage, room.name)
+        # A stored chain that does not verify is a damaged database: BeatChain raises and the
+        # room does not start, rather than extend a chain that nobody could verify.
+        self.chain = BeatChain(room.name, [rec for _, rec in stored])
+        self.event_seq = [seq for seq, _ in stored]
+        records = self.chain.records
         for event in room.storage.events(room.name, 0, 1_000_000, kinds=(BEAT_POLICY_EVENT.name,)):
             self.viewers_may_mark = bool(event["viewers"])
         if records:

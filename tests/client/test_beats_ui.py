@@ -12,7 +12,6 @@ from client.beats_ui import BeatBook, BeatKeys, hold_intensity
 from neonbar.beats import EMOTION_BY_NAME, BeatChain, validate_fields
 
 sys.path.insert(0, str(Path(__file__).parent))
-import netfixtures  # noqa: F401  (the real server for the live test)
 from renderfixtures import showbase  # noqa: F401  (fixture)
 
 
