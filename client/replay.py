@@ -271,11 +271,7 @@ def render(
             video (default: 7 s after the scene starts, or two thirds of the way).
         base: an offscreen ShowBase to draw in (default: a new one of `size`, destroyed after).
     """
-    from panda3d.core import ClockObject
-
-    from client.app import NeonBarApp, make_showbase
-    from client.tour import FollowCamera, Tour, TourCamera
-    from neonbar.video import H264Writer
+    from client.app import make_showbase
 
     if not 1 <= fps <= MAX_FPS:
         raise UserError(f"--fps must be between 1 and {MAX_FPS}, not {fps}")
@@ -292,7 +288,44 @@ def render(
     if own_base:
         base = make_showbase(True, size, "Neon Bar replay")
     out = Path(out)
-    writer = H264Writer(out, size=size, fps=fps)
+    try:
+        return _render(
+            recording, out, base, size=size, fps=fps, camera=camera, follow=follow,
+            times=times, start_s=start_s, played_s=played_s, draw_log=draw_log,
+            screenshot=screenshot, screenshot_at_s=screenshot_at_s, look=look,
+            quality=quality, progress=progress,
+        )  # fmt: skip
+    finally:
+        if own_base:
+            base.destroy()
+
+
+def _render(
+    recording: Recording,
+    out: Path,
+    base: Any,
+    *,
+    size: tuple[int, int],
+    fps: int,
+    camera: str,
+    follow: str | None,
+    times: np.ndarray,
+    start_s: float,
+    played_s: float | None,
+    draw_log: str | Path | None,
+    screenshot: str | Path | None,
+    screenshot_at_s: float | None,
+    look: str | None,
+    quality: str,
+    progress: bool,
+) -> ReplayResult:
+    from panda3d.core import ClockObject
+
+    from client.app import NeonBarApp
+    from client.presenter import film_mode
+    from client.tour import FollowCamera, Tour, TourCamera
+    from neonbar.video import H264Writer
+
     session = RecordedSession(recording)
     session.advance(start_s)
     clock = base.clock
@@ -316,6 +349,7 @@ def render(
     )
     app.motion = ScriptedMotion(recording, session, collision=app.motion.collision)  # type: ignore[assignment]
     rig = app.camera
+    followed: list[int] = []
     if camera == "follow":
         assert follow is not None
 
@@ -323,6 +357,7 @@ def render(
             avatar_id = session.avatar_named(follow)
             if avatar_id is None:
                 return None
+            followed.append(avatar_id)
             if avatar_id == session.you:
                 return app.motion.shown()
             ids, pos, yaw = session.remote_avatars(REMOTE_DELAY_S)
@@ -341,9 +376,8 @@ def render(
             rig, tour, clock=lambda: session.now_s, interruptible=False,
             crowd=app.crowd, you=lambda: session.you,
         )  # fmt: skip
-    from client.presenter import film_mode
-
     film_mode(app)
+    writer = H264Writer(out, size=size, fps=fps)
     log_file = Path(draw_log).open("w") if draw_log else None  # noqa: SIM115 - closed below
     drawn = DrawLog(app, log_file, clock=lambda: session.now_s) if log_file else None
     if screenshot_at_s is None and played_s is not None:
@@ -369,7 +403,7 @@ def render(
                 _save_png(img, Path(screenshot))
             if bar is not None:
                 bar.update(1)
-        if follow is not None and session.avatar_named(follow) is None:
+        if follow is not None and not followed:
             notes.append(f"nobody called {follow!r} was in the recording; followed our avatar")
         writer.close()
     except BaseException:
@@ -385,8 +419,6 @@ def render(
         if media_root is not None:
             shutil.rmtree(media_root, ignore_errors=True)
         clock.setMode(ClockObject.MNormal)
-        if own_base:
-            base.destroy()
     return ReplayResult(
         out=out,
         frames=written,
