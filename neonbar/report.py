@@ -43,6 +43,17 @@ THUMB_WIDTH_PX = 480
 MOMENT_WINDOW_S = 1.5  # beats this close to a moment are shown on its thumbnail
 
 
+def beats_near(beats: Sequence[Beat], t_s: float, window_s: float = MOMENT_WINDOW_S) -> list[Beat]:
+    """The beats within `window_s` of `t_s` (a range counts where it spans)."""
+    return [
+        b
+        for b in beats
+        if b.t_in_s - window_s
+        <= t_s
+        <= (b.t_out_s if b.t_out_s is not None else b.t_in_s) + window_s
+    ]
+
+
 class ArcSeries(Protocol):
     """Valence (-1..1) and arousal (0..1) sampled over scene time: the intended arc
     (neonbar.arc.Arc) and the felt arc both have this shape."""
@@ -279,7 +290,7 @@ def scene_report(
     for i, t in enumerate(moments_s, start=1):
         thumb: str | None = None
         if media is not None:
-            near = [b for b in beats if abs(b.t_in_s - t) <= MOMENT_WINDOW_S]
+            near = beats_near(beats, t)
             thumb = f"{name}-moment-{i}.png"
             try:
                 plot_thumbnail(out / thumb, frame_at(media, t), t, near)
@@ -354,7 +365,7 @@ def render_html(
             parts.append(_felt_html(s.felt))
         parts.append("<h3>Top moments</h3><div class='moments'>")
         for t, thumb in s.thumbnails:
-            near = [b for b in s.beats if abs(b.t_in_s - t) <= MOMENT_WINDOW_S]
+            near = beats_near(s.beats, t)
             caption = ", ".join(f"{b.emotion} ({b.author})" for b in near)
             img = f"<img src='{e(thumb)}' alt='frame at {t:.1f} s'>" if thumb else ""
             parts.append(f"<figure>{img}<figcaption>{t:.1f} s — {e(caption)}</figcaption></figure>")

@@ -103,3 +103,14 @@ def test_report_refuses_nothing_to_report(tmp_path: Path) -> None:
     with pytest.raises(R.UserError, match="no beats"):
         R.write_report(tmp_path, [])
     assert not any(tmp_path.iterdir())
+
+
+def test_a_moment_inside_a_range_lists_that_range() -> None:
+    chain = B.BeatChain("r")
+    f = B.validate_fields(scene="s", t_in_s=5.5, t_out_s=9.0, emotion_name="fear")
+    rng = chain.add(f, author="ben", role="viewer", server_ms=0)
+    f = B.validate_fields(scene="s", t_in_s=2.0, emotion_name="joy")
+    point = chain.add(f, author="ana", role="viewer", server_ms=0)
+    assert R.beats_near([rng, point], 7.2) == [rng]
+    assert R.beats_near([rng, point], 3.2) == [point]
+    assert R.beats_near([rng, point], 10.6) == []
