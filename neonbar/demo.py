@@ -398,7 +398,7 @@ def _run_window(
     out_dir: Path,
     size: tuple[int, ...],
 ) -> int:
-    steps = Steps(3)
+    steps = Steps(4 if args.record else 3)
     ensure_rendered([scene.name, *scene.follow_ons], steps)
     session_path = out_dir / "demo.nbsession"
     data_dir = Path(tempfile.mkdtemp(prefix="neonbar-demo-"))
@@ -445,5 +445,17 @@ def _run_window(
                 raise UserError(f"the client exited with status {status}")
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+    if args.record:
+        steps.say(f"the film: replaying your session to {args.record}")
+        film = subprocess.run(
+            _neonbar("replay", str(session_path), "--out", str(args.record), "--camera",
+                     "follow", DIRECTOR, "--size", f"{size[0]}x{size[1]}",
+                     "--fps", str(DEFAULT_FPS)),
+            stdout=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        if film.returncode != 0:
+            raise UserError(f"the replay failed (status {film.returncode}); see above")
+        print(f"Wrote the film {args.record} and the session {session_path}.")
+        return 0
     print(f"Recorded the session to {session_path} (neonbar replay it to a film).")
     return 0
