@@ -232,6 +232,20 @@ class BeatKeys:
     def range_open(self) -> bool:
         return self._range is not None
 
+    def holding(self, now_s: float) -> str | None:
+        """What the keys are doing right now, for the HUD: a held key and the intensity it
+        would mark, or an open range."""
+        for key, (pressed_s, _, t_s, _, shift) in self._down.items():
+            emo = EMOTION_BY_KEY[key]
+            level = hold_intensity(now_s - pressed_s)
+            bar = "▮" * round(level * 10) + "▯" * (10 - round(level * 10))
+            verb = "range from" if shift else "at"
+            return f"{emo.key} {emo.name} {bar} {level:.1f}  {verb} {t_s:.1f} s"
+        if self._range is not None:
+            _, emotion, t_in, _, _ = self._range
+            return f"{emotion} range open from {t_in:.1f} s: Shift+digit ends it"
+        return None
+
     def _mine(self) -> Beat | None:
         name, _ = self.me()
         last = self.book.last_of(name)
@@ -371,6 +385,21 @@ class BeatsUi:
         self.overlay.setBin("fixed", 10)
         self._dots: dict[int, Any] = {}
         self._label = self._make_label()
+        from direct.gui.OnscreenText import OnscreenText
+        from panda3d.core import TextNode
+
+        # What a held key will mark (intensity grows while held), or the open range; and the
+        # prompt above the note box.
+        self._hold_text = OnscreenText(
+            text="", parent=base.a2dBottomCenter, pos=(0, 0.3), scale=0.05,
+            fg=(1, 0.85, 0.5, 1), shadow=(0, 0, 0, 0.9), align=TextNode.ACenter,
+            font=self._font, mayChange=True,
+        )  # fmt: skip
+        self._prompt = OnscreenText(
+            text="", parent=base.a2dBottomLeft, pos=(0.06, 0.27), scale=0.04,
+            fg=(1, 0.85, 0.5, 1), shadow=(0, 0, 0, 0.9), align=TextNode.ALeft,
+            font=self._font, mayChange=True,
+        )  # fmt: skip
         self._events = DirectObject()
         ev = self._events
         for key in range(1, 9):
@@ -458,7 +487,13 @@ class BeatsUi:
                 focusOutCommand=self.close_note, suppressKeys=True,
             )  # fmt: skip
             self._entry.bind("escape", lambda *_: self.close_note())
-        self._entry.enterText("")
+        last = self.book.last_of(name)
+        assert last is not None
+        self._prompt.setText(
+            f"note on your {last.emotion} beat at {last.t_in_s:.1f} s (Enter saves, Esc cancels):"
+        )
+        self._prompt.show()
+        self._entry.enterText(last.note)
         self._entry.show()
         self._entry["focus"] = 1
         self.typing = True
@@ -468,6 +503,7 @@ class BeatsUi:
         self.close_note()
 
     def close_note(self) -> None:
+        self._prompt.hide()
         if self._entry is not None:
             self._entry["focus"] = 0
             self._entry.hide()
@@ -601,6 +637,9 @@ class BeatsUi:
                     self._pointer_sent_s = now
                     self._send({"t": "pointer", "on": True, "x": round(spot[0], 4),
                                 "y": round(spot[1], 4)})  # fmt: skip
+        holding = self.keys.holding(now)
+        if holding != (self._hold_text.text or None):
+            self._hold_text.setText(holding or "")
         self._draw_pointers(now)
         self._draw_ticks()
         self._draw_label()
@@ -732,6 +771,8 @@ class BeatsUi:
             node.removeNode()
         self.overlay.removeNode()
         self._label.removeNode()
+        self._hold_text.destroy()
+        self._prompt.destroy()
         if self._entry is not None:
             self._entry.destroy()
 

@@ -46,6 +46,18 @@ def test_tap_and_hold_intensity() -> None:
     assert 1 in keys.pending
 
 
+def test_the_hud_shows_what_a_held_key_will_mark() -> None:
+    keys, _, _, _, _ = _keys()
+    assert keys.holding(0.0) is None
+    keys.press(5, now_s=1.0)
+    assert keys.holding(1.05).startswith("5 sadness ▮▮▮▮▯▯▯▯▯▯ 0.4  at 10.0 s")
+    assert keys.holding(2.5).startswith("5 sadness ▮▮▮▮▮▮▮▮▮▮ 1.0")
+    keys.release(5, now_s=2.5)
+    keys.press(7, now_s=3.0, shift=True)
+    keys.release(7, now_s=3.1)
+    assert keys.holding(4.0) == "anger range open from 10.0 s: Shift+digit ends it"
+
+
 def test_shift_starts_and_ends_a_range() -> None:
     keys, sent, toasts, clock, _ = _keys(point=(0.25, 0.75))
     keys.press(8, now_s=0.0, shift=True)
