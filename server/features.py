@@ -13,7 +13,6 @@ from neonbar.protocol import load_schemas
 
 FEATURE_MODULES: tuple[str, ...] = (
     "server.durability",  # avatars back after a restart, old events pruned (first)
-    "server.durability",  # avatars back after a restart, old events pruned (first)
     "server.social",  # chat, emotes and clinks, drinks and the tipsy level, profile
     "server.hosting",  # what hosts do: kick, mute, the room's look
     "server.playback",  # the room's timeline: play, pause, seek, rate, scenes (watch together)

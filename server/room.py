@@ -459,7 +459,9 @@ class Room:
         avatar = grant.resume_of
         if avatar is not None:
             # The avatar's buckets carry over: reconnecting never refills them.
-            limits = avatar.limits or self._new_limits(now_s)
+            if avatar.limits is None:  # restored from storage after a restart
+                avatar.limits = self._new_limits(now_s)
+            limits = avatar.limits
             old = avatar.session
             if old is not None:
                 self._detach(old, now_s)
