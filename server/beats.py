@@ -112,16 +112,23 @@ class Beats(Feature):
         self.chain = BeatChain(room.name)
         self.event_seq: list[int] = []  # chain record i -> the event seq that carried it
         self.viewers_may_mark = True
+        self.damaged: str | None = None  # why the stored chain does not verify, if it does not
         self._durations: dict[str, float] = {}
 
     # ---------------------------------------------------------------------------- hooks
 
     def on_create(self) -> None:
         room = self.room
-        stored = stored_events(room.storage, room.name)
-        # A stored chain that does not verify is a damaged database: BeatChain raises and the
-        # room does not start, rather than extend a chain that nobody could verify.
-        self.chain = BeatChain(room.name, [rec for _, rec in stored])
+        try:
+            stored = stored_events(room.storage, room.name)
+            self.chain = BeatChain(room.name, [rec for _, rec in stored])
+        except BeatError as exc:
+            # A stored chain that does not verify is a damaged database. The room still opens
+            # (chat, the scene, everything else), but beats stay off: extending a chain that
+            # nobody could verify would hide the damage. `neonbar verify` on an export shows it.
+            self.damaged = str(exc)
+            log.error("room %s: stored beats do not verify (%s); beats are off", room.name, exc)
+            return
         self.event_seq = [seq for seq, _ in stored]
         records = self.chain.records
         for event in room.storage.events(room.name, 0, 1_000_000, kinds=(BEAT_POLICY_EVENT.name,)):
@@ -162,6 +169,12 @@ class Beats(Feature):
     # ---------------------------------------------------------------------------- rules
 
     def _may_mark(self, session: Session, ref: str) -> None:
+        if self.damaged is not None:
+            raise _refuse(
+                ErrorCode.BAD_STATE,
+                f"this room's stored beats do not verify ({self.damaged}); beats are off",
+                ref,
+            )
         role = session.avatar.role
         if role == "viewer" and not self.viewers_may_mark:
             raise _refuse(ErrorCode.NOT_ALLOWED, "the host has turned off viewers' beats", ref)

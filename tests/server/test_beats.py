@@ -426,3 +426,87 @@ def test_bots_mark_a_playing_scene_and_the_room_exports_and_reports(tmp_path: Pa
                    "--out", str(tmp_path / "none.json"))  # fmt: skip
     assert done.returncode == 2 and "has no beats" in done.stderr
     assert not (tmp_path / "none.json").exists()
+
+
+# ----------------------------------------------------------------------------- sans-I/O room
+
+
+def _join(host: Any, room: Any, name: str, role: str = "collaborator") -> tuple[Any, Any]:
+    from neonbar.protocol import PROTOCOL_VERSION
+    from neonbar.tokens import mint
+    from server.recording import RecordedLink
+
+    link = RecordedLink()
+    hello = {"t": "hello", "v": PROTOCOL_VERSION, "room": room.name, "name": name,
+             "token": mint(host.secret, room.name, role)}  # fmt: skip
+    session = room.on_join(link, hello, room.on_auth(hello), host.now)
+    link.take()
+    return session, link
+
+
+def test_refused_beats_store_nothing_and_the_chain_survives_a_restart(tmp_path: Path) -> None:
+    from neonbar.protocol import encode
+    from server.recording import RecordingHost
+    from server.storage import SqliteStorage
+
+    storage = SqliteStorage(tmp_path / "neonbar.db", threaded=False)
+    host = RecordingHost(storage=storage)
+    room = host.room("bar")
+    ann, link = _join(host, room, "ann")
+
+    def stored() -> list[dict[str, Any]]:
+        return storage.events("bar", 0, 1000, kinds=("beat",))
+
+    bad = [_beat(2.0, "happy"), _beat(99.0), _beat(5.0, until=4.0), _beat(5.0, note="x" * 281),
+           _beat(5.0, x=0.5), {"t": "beat_delete", "beat": 1}]  # fmt: skip
+    for k, msg in enumerate(bad):
+        host.now = 1.0 + k
+        room.receive(ann, encode(msg), host.now)
+    errors = [m for m in link.take() if m["t"] == "error"]
+    assert len(errors) == len(bad) and stored() == []
+    for k in range(3):
+        host.now = 10.0 + k
+        room.receive(ann, encode(_beat(3.0 + k, cid=k)), host.now)
+    acks = [m for m in link.take() if m["t"] == "event" and m["kind"] == "beat"]
+    assert [m["cid"] for m in acks] == [0, 1, 2] and len(stored()) == 3
+    head = room.features["beats"].chain.head
+    # a new room on the same storage (a restart) rebuilds the chain and continues it
+    again = RecordingHost(storage=storage).room("bar")
+    assert again.features["beats"].chain.head == head
+    bob, blink = _join(host, again, "bob")
+    again.receive(bob, encode(_beat(7.0, "fear")), 20.0)
+    rec = next(m["rec"] for m in blink.take() if m["t"] == "event" and m["kind"] == "beat")
+    assert rec["seq"] == 4 and rec["prev"] == head
+
+
+def test_a_tampered_stored_chain_turns_beats_off(tmp_path: Path) -> None:
+    import sqlite3
+
+    from neonbar.protocol import encode
+    from server.recording import RecordingHost
+    from server.storage import SqliteStorage
+
+    path = tmp_path / "neonbar.db"
+    storage = SqliteStorage(path, threaded=False)
+    host = RecordingHost(storage=storage)
+    room = host.room("bar")
+    ann, _ = _join(host, room, "ann")
+    for k in range(3):
+        room.receive(ann, encode(_beat(3.0 + k, note="as marked")), 1.0 + k)
+    storage.close()
+    db = sqlite3.connect(path)
+    first = "(SELECT MIN(seq) FROM events WHERE kind = 'beat')"
+    db.execute("UPDATE events SET body = replace(body, 'as marked', 'rewritten') "
+               f"WHERE kind = 'beat' AND seq = {first}")  # fmt: skip
+    db.commit()
+    db.close()
+    host = RecordingHost(storage=SqliteStorage(path, threaded=False))
+    room = host.room("bar")  # the room opens: chat and the scene go on
+    ann, link = _join(host, room, "ann")
+    room.receive(ann, encode(_beat(9.0)), 10.0)
+    room.receive(ann, encode({"t": "chat", "text": "still here"}), 10.1)
+    msgs = link.take()
+    err = next(m for m in msgs if m["t"] == "error")
+    assert err["code"] == 4006 and "record 1 does not match its hash" in err["message"]
+    assert any(m["t"] == "event" and m["kind"] == "chat" for m in msgs)
+    assert not any(m["t"] == "event" and m["kind"] == "beat" for m in msgs)
