@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--title", required=True, help="the scene's title")
     q.add_argument("--screenplay", default=None, metavar="F.fountain", help="its screenplay")
     q.add_argument("--name", default=None, help="scene name (default: from the title)")
+    q.add_argument("--look", default="neutral", help="the LUT the bar grades it with")
 
     p = sub.add_parser("react", help="run the webcam reaction pipeline alone")
     src = p.add_mutually_exclusive_group(required=True)

@@ -220,7 +220,13 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    spec = import_clip(args.clip, args.title, screenplay=args.screenplay, name=args.name)
+    spec = import_clip(
+        args.clip,
+        args.title,
+        screenplay=args.screenplay,
+        name=args.name,
+        look=getattr(args, "look", None) or "neutral",
+    )
     arc = "with its intended arc" if spec.screenplay else "no screenplay, no intended arc"
     print(
         f"added scene {spec.name!r}: {spec.title}, {spec.duration_s:.2f} s at {spec.fps} fps, "

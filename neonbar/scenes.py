@@ -374,6 +374,7 @@ def import_clip(
     screenplay: str | Path | None = None,
     name: str | None = None,
     folder: Path | None = None,
+    look: str = "neutral",
 ) -> SceneSpec:
     """Import an external clip (what an AI video tool produces) as a scene in the user folder.
 
@@ -391,6 +392,8 @@ def import_clip(
     title = title.strip()
     if not title:
         raise UserError("a scene needs a title (--title)")
+    if look not in looks():
+        raise UserError(f"unknown look {look!r}; use one of {', '.join(looks())}")
     info = probe(clip)
     if info.duration_s > MAX_DURATION_S:
         raise UserError(
@@ -424,7 +427,7 @@ def import_clip(
         f"clip = {_toml_str(final['clip'].name)}",
         f"duration_s = {info.duration_s!r}",
         f"fps = {max(1, round(info.fps))}",
-        'look = "neutral"',
+        f"look = {_toml_str(look)}",
         f"size = [{info.width + info.width % 2}, {info.height + info.height % 2}]",
     ]
     if play_path is not None:

@@ -162,6 +162,7 @@ def test_every_bad_import_is_refused_with_its_sentence_and_writes_nothing(tmp_pa
         (dict(clip=good, title="Dust Storm"), "already exists"),
         (dict(clip=good, title="   "), "needs a title"),
         (dict(clip=good, title="B", name="Bad Name"), "must be lower-case"),
+        (dict(clip=good, title="B", look="sepia"), "unknown look 'sepia'"),
     ]
     for kwargs, sentence in cases:
         with pytest.raises(UserError, match=sentence):
@@ -205,6 +206,10 @@ def test_cli_list_arc_and_add(tmp_path, capsys, user_scenes):
     assert main(["scene", "list"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("night_bus"))
     assert "2.0 s" in line and "clip" in line and line.rstrip().endswith("no")
+    assert load_scene("night_bus").look == "neutral"
+    args = ["scene", "add", str(clip), "--title", "Night Bus 2", "--look", "mood_for_love"]
+    assert main(args) == 0 and load_scene("night_bus_2").look == "mood_for_love"
+    capsys.readouterr()
     assert main(["scene", "add", str(tmp_path / "arc.png"), "--title", "X"]) == 2
     assert "not a video" in capsys.readouterr().err
     assert main(["scene", "arc", "night_bus"]) == 2
