@@ -26,7 +26,7 @@ from neonbar.layout import Layout
 
 Vec3 = tuple[float, float, float]
 GLIDE_S = 2.5  # the shortest move between two shots
-GLIDE_MPS = 3.0  # average speed of a longer move (smoothstep peaks at 1.5x)
+GLIDE_MPS = 2.7  # average speed of a longer move (smoothstep peaks at 1.5x)
 TURN_DPS = 40.0  # average turn rate of a move (degrees per second)
 MAX_GLIDE_S = 7.0
 ANY_BUTTON_EVENT = "neonbar-tour-any-button"
@@ -119,18 +119,19 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
             fov_deg=66,
         ),
     ]  # fmt: skip
-    # Pendant lamps hang at 2.6-3.2 m over the tables: shots of the screen look over them or
-    # pass under them, so no lamp sits in front of the picture.
+    # Pendant lamps hang at 2.6-3.2 m over the tables, on rods up to the ceiling: the screen
+    # shots stand between the lamp rows and off the middle, so no lamp or rod crosses the picture.
     strip_mid_z = max(0.3, layout.screen.bottom_m - 0.38)  # the timeline strip under it
     low_look: Vec3 = (sx, sy, screen_mid_z - 0.6)
-    high_look: Vec3 = (sx, sy, screen_mid_z - 0.15)
+    mid_look: Vec3 = (sx, sy, screen_mid_z - 0.4)
     watch = [
         Shot(
-            # Over the lamps, over the heads: the audience's view of the picture.
+            # Between the lamp rows, off the middle: the rods of the lamps in line with the
+            # screen (over the middle tables) project beside the picture, not across it.
             "the screen", 8.0,
-            at_screen(11.5, -1.5, 4.3), high_look,
-            at_screen(9.8, 1.0, 4.0), high_look,
-            fov_deg=62,
+            at_screen(8.0, 2.5, 1.95), mid_look,
+            at_screen(7.4, 1.6, 1.85), mid_look,
+            fov_deg=72,
         ),
         Shot(
             "the timeline", 5.0,
@@ -146,9 +147,9 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
         ),
         Shot(
             "the branch", 7.0,
-            at_screen(12.5, 2.0, 1.55), low_look,
-            at_screen(10.5, -1.0, 1.6), low_look,
-            fov_deg=62,
+            at_screen(9.0, -3.2, 1.5), low_look,
+            at_screen(8.2, -2.2, 1.6), low_look,
+            fov_deg=70,
         ),
     ]  # fmt: skip
     return opening, watch
