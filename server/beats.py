@@ -197,8 +197,13 @@ class Beats(Feature):
         known = self._durations.get(scene)
         if known is not None:
             return known
-        from neonbar.scenes import load_scene
+        from neonbar.scenes import load_scene, scene_dirs
 
+        # A name that is no spec file is refused with a stat per folder, not by loading the
+        # library (load_scene lists every scene for its message): a client naming random
+        # scenes costs the server next to nothing.
+        if not any((folder / f"{scene}.toml").is_file() for folder in scene_dirs()):
+            raise _refuse(ErrorCode.INVALID_FIELD, f"{ref}: no scene named {scene!r}", ref)
         try:
             duration = float(load_scene(scene).duration_s)
         except (UserError, OSError):
@@ -242,8 +247,8 @@ class Beats(Feature):
 
     @handles("beat")
     def on_beat(self, session: Session, msg: dict[str, Any], now_s: float) -> None:
+        self._may_mark(session, "beat")  # role and rate first: a refused beat costs a token too
         fields = self._fields(msg)
-        self._may_mark(session, "beat")
         avatar = session.avatar
         rec = self.chain.add(fields, author=avatar.name, role=avatar.role, server_ms=_wall_ms())
         self._emit(session, rec, msg)
@@ -254,8 +259,8 @@ class Beats(Feature):
         self._standing(beat_id, "beat_edit")
         if not self._owns(session, beat_id):
             raise _refuse(ErrorCode.NOT_ALLOWED, "you may edit only your own beats", "beat_edit")
-        fields = self._fields(msg)
         self._may_mark(session, "beat_edit")
+        fields = self._fields(msg)
         avatar = session.avatar
         rec = self.chain.edit(
             beat_id, fields, author=avatar.name, role=avatar.role, server_ms=_wall_ms()
