@@ -26,11 +26,13 @@ from typing import Any, Protocol
 from neonbar.beats import (
     BEAT_EVENT,
     BEAT_POLICY_EVENT,
+    GENESIS_HASH,
     Beat,
     BeatChain,
     BeatError,
     BeatFields,
     beat_from_dict,
+    fold,
     validate_fields,
 )
 from neonbar.errors import UserError
@@ -45,6 +47,7 @@ RATE_PER_S = 4.0  # beats a second, sustained; a burst of BURST (a flurry of key
 BURST = 12.0
 POINTER_PER_S = 15.0  # pointer updates a second relayed per avatar; more are dropped quietly
 PAGE_RECORDS = 200  # records per `beats` page to a newcomer (~60 KB)
+PAGES_PER_TICK = 4  # pages sent per tick over all newcomers (~5 MB/s at 20 Hz)
 STATE_KEY = "beats"
 
 EVENT_KIND = "beat"
@@ -113,6 +116,9 @@ class Beats(Feature):
         self.event_seq: list[int] = []  # chain record i -> the event seq that carried it
         self.viewers_may_mark = True
         self.damaged: str | None = None  # why the stored chain does not verify, if it does not
+        # newcomers still being sent the standing beats: avatar id -> (session, records,
+        # next index, head as of their welcome)
+        self._paging: dict[int, tuple[Session, list[Beat], int, str]] = {}
         self._durations: dict[str, float] = {}
 
     # ---------------------------------------------------------------------------- hooks
@@ -147,16 +153,35 @@ class Beats(Feature):
         # most the welcome's seq); later ones arrive as events. Records of deleted beats are
         # left out; the pages hold the chain's surviving "beat"/"edit" records in chain order.
         shown = self._delivered_count()
-        standing = {b.seq for b in self.chain.current.values() if b.seq <= shown}
-        recs = [r.to_dict() for r in self.chain.records[:shown] if r.seq in standing]
-        head = self.chain.records[shown - 1].hash if shown else self.chain.head
-        if not recs:
-            self.room.send(session, {"t": "beats", "recs": [], "head": head, "done": True})
-            return
-        for start in range(0, len(recs), PAGE_RECORDS):
-            page = recs[start : start + PAGE_RECORDS]
-            done = start + PAGE_RECORDS >= len(recs)
-            self.room.send(session, {"t": "beats", "recs": page, "head": head, "done": done})
+        delivered = self.chain.records[:shown]
+        standing = {b.seq for b in fold(delivered)}
+        recs = [r for r in delivered if r.seq in standing]
+        head = delivered[-1].hash if delivered else GENESIS_HASH
+        # The first page goes now; the rest one per tick (PAGES_PER_TICK), so a room with
+        # thousands of beats does not land on a newcomer's connection in one burst.
+        self._paging[session.avatar.id] = (session, recs, 0, head)
+        self._send_page(session.avatar.id)
+
+    def _send_page(self, avatar_id: int) -> None:
+        session, recs, start, head = self._paging[avatar_id]
+        page = [r.to_dict() for r in recs[start : start + PAGE_RECORDS]]
+        done = start + PAGE_RECORDS >= len(recs)
+        self.room.send(session, {"t": "beats", "recs": page, "head": head, "done": done})
+        if done:
+            del self._paging[avatar_id]
+        else:
+            self._paging[avatar_id] = (session, recs, start + PAGE_RECORDS, head)
+
+    def on_tick(self, now_s: float) -> None:
+        for avatar_id in list(self._paging)[:PAGES_PER_TICK]:
+            session = self._paging[avatar_id][0]
+            if self.room.sessions.get(avatar_id) is not session or session.closing:
+                del self._paging[avatar_id]  # gone (a resume replays from the log instead)
+                continue
+            self._send_page(avatar_id)
+
+    def on_leave(self, avatar: Avatar, reason: str) -> None:
+        self._paging.pop(avatar.id, None)
 
     def _delivered_count(self) -> int:
         """How many chain records have been delivered (committed and sent) to the room."""

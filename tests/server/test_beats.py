@@ -431,7 +431,9 @@ def test_bots_mark_a_playing_scene_and_the_room_exports_and_reports(tmp_path: Pa
 # ----------------------------------------------------------------------------- sans-I/O room
 
 
-def _join(host: Any, room: Any, name: str, role: str = "collaborator") -> tuple[Any, Any]:
+def _join(
+    host: Any, room: Any, name: str, role: str = "collaborator", keep: bool = False
+) -> tuple[Any, Any]:
     from neonbar.protocol import PROTOCOL_VERSION
     from neonbar.tokens import mint
     from server.recording import RecordedLink
@@ -440,7 +442,8 @@ def _join(host: Any, room: Any, name: str, role: str = "collaborator") -> tuple[
     hello = {"t": "hello", "v": PROTOCOL_VERSION, "room": room.name, "name": name,
              "token": mint(host.secret, room.name, role)}  # fmt: skip
     session = room.on_join(link, hello, room.on_auth(hello), host.now)
-    link.take()
+    if not keep:
+        link.take()
     return session, link
 
 
@@ -510,3 +513,27 @@ def test_a_tampered_stored_chain_turns_beats_off(tmp_path: Path) -> None:
     assert err["code"] == 4006 and "record 1 does not match its hash" in err["message"]
     assert any(m["t"] == "event" and m["kind"] == "chat" for m in msgs)
     assert not any(m["t"] == "event" and m["kind"] == "beat" for m in msgs)
+
+
+def test_a_newcomer_gets_many_standing_beats_in_pages_over_ticks() -> None:
+    from neonbar.protocol import encode
+    from server.recording import RecordingHost
+
+    host = RecordingHost()
+    room = host.room("bar")
+    ann, _ = _join(host, room, "ann")
+    for k in range(450):
+        host.now = 1.0 + 0.3 * k  # within ann's 4 beats a second
+        room.receive(ann, encode(_beat(round((k * 0.061) % 29.0, 3), "joy")), host.now)
+    room.receive(ann, encode({"t": "beat_delete", "beat": 5}), host.now + 0.3)
+    _, link = _join(host, room, "late", keep=True)
+    first = [m for m in link.take() if m["t"] == "beats"]
+    assert len(first) == 1 and len(first[0]["recs"]) == 200 and not first[0]["done"]
+    pages = first
+    for tick in range(10):
+        room.step(host.now + 1.0 + tick * 0.05)
+        pages += [m for m in link.take() if m["t"] == "beats"]
+    assert [len(p["recs"]) for p in pages] == [200, 200, 49] and pages[-1]["done"]
+    beats = [r["beat"] for p in pages for r in p["recs"]]
+    assert beats == [b for b in range(1, 451) if b != 5]  # chain order, the deleted one left out
+    assert {p["head"] for p in pages} == {room.features["beats"].chain.head}
