@@ -102,7 +102,7 @@ class Shape:
     hy: float
     radius_m: float
 
-    def outline(self, inflate_m: float = 0.0, points_per_arc: int = 8) -> np.ndarray:
+    def outline(self, inflate_m: float = 0.0, points_per_arc: int = 8) -> Floats:
         """Closed outline, counter-clockwise, as a (K, 2) array (m); grown by inflate_m.
 
         With inflate_m = the avatar radius this is the boundary the avatar centre cannot cross.
@@ -149,7 +149,7 @@ def _outer_walls(layout: Layout, thickness_m: float) -> list[Shape]:
     ]
 
 
-def _as_points(pos: np.ndarray, name: str) -> np.ndarray:
+def _as_points(pos: Floats, name: str) -> Floats:
     arr = np.asarray(pos, dtype=_FLOAT)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"{name} must be an (N, 2) array of metres, not shape {arr.shape}")
@@ -186,13 +186,13 @@ class CollisionWorld:
         # the nearest free point of a position beyond a wall is back inside the room.
         thick = 2 * max(layout.width_m, layout.depth_m)
         solid = _outer_walls(layout, thick) + list(drawn[4:])
-        self._cx = np.array([s.cx for s in solid], dtype=_FLOAT)
-        self._cy = np.array([s.cy for s in solid], dtype=_FLOAT)
-        self._ux = np.array([s.ux for s in solid], dtype=_FLOAT)
-        self._uy = np.array([s.uy for s in solid], dtype=_FLOAT)
-        self._hx = np.array([s.hx for s in solid], dtype=_FLOAT)
-        self._hy = np.array([s.hy for s in solid], dtype=_FLOAT)
-        self._rho = np.array([s.radius_m for s in solid], dtype=_FLOAT) + self.radius_m
+        self._cx: Floats = np.array([s.cx for s in solid], dtype=_FLOAT)
+        self._cy: Floats = np.array([s.cy for s in solid], dtype=_FLOAT)
+        self._ux: Floats = np.array([s.ux for s in solid], dtype=_FLOAT)
+        self._uy: Floats = np.array([s.uy for s in solid], dtype=_FLOAT)
+        self._hx: Floats = np.array([s.hx for s in solid], dtype=_FLOAT)
+        self._hy: Floats = np.array([s.hy for s in solid], dtype=_FLOAT)
+        self._rho: Floats = np.array([s.radius_m for s in solid], dtype=_FLOAT) + self.radius_m
         # World-axis half extents of each inflated obstacle, for the broad phase.
         ex = np.abs(self._ux) * self._hx + np.abs(self._uy) * self._hy + self._rho
         ey = np.abs(self._uy) * self._hx + np.abs(self._ux) * self._hy + self._rho
@@ -218,7 +218,7 @@ class CollisionWorld:
         return self._drawn
 
     # ------------------------------------------------------------------ queries
-    def distance(self, pos: np.ndarray) -> np.ndarray:
+    def distance(self, pos: Floats) -> Floats:
         """Gap (m) between each avatar's edge and the nearest obstacle; negative if overlapping."""
         p = _as_points(pos, "pos")
         out = np.full(len(p), np.inf)
@@ -233,12 +233,12 @@ class CollisionWorld:
         bound = np.minimum(np.minimum(x - x0, x1 - x), np.minimum(y - y0, y1 - y))
         return np.minimum(out, bound)
 
-    def is_free(self, pos: np.ndarray) -> np.ndarray:
+    def is_free(self, pos: Floats) -> NDArray[np.bool_]:
         """True where an avatar at pos touches no obstacle (contact allowed)."""
         return self.distance(pos) >= 0.0
 
     # ------------------------------------------------------------------ moves
-    def solve_moves(self, pos: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def solve_moves(self, pos: Floats, delta: Floats) -> Floats:
         """Move every avatar by its delta (m), sliding along what it hits; returns new positions.
 
         Args:
@@ -251,7 +251,7 @@ class CollisionWorld:
         """
         return self._solve(pos, delta, None)
 
-    def trace_moves(self, pos: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def trace_moves(self, pos: Floats, delta: Floats) -> Floats:
         """The path of each avatar through ``solve_moves``, for tests and debugging.
 
         Returns (N, MAX_SLIDES + 2, 2) waypoints (m): the given start, the start after
@@ -264,7 +264,7 @@ class CollisionWorld:
         self._solve(p, delta, trace)
         return trace
 
-    def _solve(self, pos: np.ndarray, delta: np.ndarray, trace: np.ndarray | None) -> np.ndarray:
+    def _solve(self, pos: Floats, delta: Floats, trace: Floats | None) -> Floats:
         p = _as_points(pos, "pos")
         d = _as_points(delta, "delta")
         if p.shape != d.shape:
@@ -311,7 +311,7 @@ class CollisionWorld:
             trace[slow, 1:] = legs
         return p
 
-    def _slide(self, p: np.ndarray, rem: np.ndarray, legs: np.ndarray | None = None) -> np.ndarray:
+    def _slide(self, p: Floats, rem: Floats, legs: Floats | None = None) -> Floats:
         """Collide-and-slide from free points p by rem (m); legs, if given, records waypoints."""
         n = len(p)
         d0 = rem.copy()
@@ -401,9 +401,7 @@ class CollisionWorld:
         tx, ty = side * -ny * size, side * nx * size
         return np.where(near, tx, rx), np.where(near, ty, ry)
 
-    def _first_hit(
-        self, ox: np.ndarray, oy: np.ndarray, dx: np.ndarray, dy: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _first_hit(self, ox: Floats, oy: Floats, dx: Floats, dy: Floats) -> tuple[Floats, Ints]:
         """Earliest hit fraction t in [0, 1] along each move (inf if none) and the obstacle hit."""
         ex, ey = ox + dx, oy + dy
         lo_x, hi_x = np.minimum(ox, ex), np.maximum(ox, ex)
@@ -433,16 +431,12 @@ class CollisionWorld:
         j_best[i[first]] = j[first]
         return t_best, j_best
 
-    def _local(
-        self, px: np.ndarray, py: np.ndarray, j: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _local(self, px: Floats, py: Floats, j: Ints) -> tuple[Floats, Floats]:
         rx, ry = px - self._cx[j], py - self._cy[j]
         ux, uy = self._ux[j], self._uy[j]
         return rx * ux + ry * uy, ry * ux - rx * uy
 
-    def _sdf(
-        self, px: np.ndarray, py: np.ndarray, j: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _sdf(self, px: Floats, py: Floats, j: Ints) -> tuple[Floats, Floats, Floats]:
         """Signed distance (m) from point to inflated obstacle j, and its unit gradient (world)."""
         qx, qy = self._local(px, py, j)
         hx, hy, rho = self._hx[j], self._hy[j], self._rho[j]
@@ -459,17 +453,17 @@ class CollisionWorld:
         ux, uy = self._ux[j], self._uy[j]
         return dist, gx * ux - gy * uy, gx * uy + gy * ux
 
-    def _ray_cast(
-        self, ox: np.ndarray, oy: np.ndarray, dx: np.ndarray, dy: np.ndarray, j: np.ndarray
-    ) -> np.ndarray:
+    def _ray_cast(self, ox: Floats, oy: Floats, dx: Floats, dy: Floats, j: Ints) -> Floats:
         """Entry fraction t of the segment o -> o + d into inflated obstacle j; inf when it misses.
 
         A segment that starts inside (rounding, a quantized correction) hits at t = 0 if it heads
         deeper, and is let go if it heads out.
         """
         qx, qy = self._local(ox, oy, j)
-        ux, uy = self._ux[j], self._uy[j]
-        ex, ey = dx * ux + dy * uy, dy * ux - dx * uy
+        ux: Floats = self._ux[j]
+        uy: Floats = self._uy[j]
+        ex: Floats = dx * ux + dy * uy
+        ey: Floats = dy * ux - dx * uy
         hx, hy, rho = self._hx[j], self._hy[j], self._rho[j]
         # Slab test against the obstacle's bounding rectangle (core grown by rho).
         t_in, t_out = _slab(qx, ex, hx + rho)
@@ -505,7 +499,7 @@ class CollisionWorld:
         return t
 
     # ------------------------------------------------------------------ freeing
-    def depenetrate(self, pos: np.ndarray) -> np.ndarray:
+    def depenetrate(self, pos: Floats) -> Floats:
         """Move every avatar that overlaps geometry to (about) the nearest free point.
 
         Free avatars are returned unchanged. Positions beyond the outer walls come back inside.
@@ -520,7 +514,7 @@ class CollisionWorld:
             p[unsure] = self._depenetrate_points(p[unsure])
         return p
 
-    def _depenetrate_points(self, p: np.ndarray) -> np.ndarray:
+    def _depenetrate_points(self, p: Floats) -> Floats:
         p = p.copy()
         # Beyond the walls' reach the obstacles say nothing: bring those points into the room.
         x0, x1, y0, y1 = self.bounds_m
@@ -553,7 +547,7 @@ class CollisionWorld:
         p[todo] = self._slide(start, p[todo] - start)
         return p
 
-    def _deepest(self, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _deepest(self, px: Floats, py: Floats) -> tuple[Floats, Floats, Floats]:
         """Most negative signed distance (m) over the obstacles whose box holds each point.
 
         +inf where no obstacle's box holds the point.
@@ -663,9 +657,9 @@ class CollisionWorld:
         rng: np.random.Generator,
         near: tuple[float, float] | None = None,
         radius_m: float | None = None,
-        occupied: np.ndarray | None = None,
+        occupied: Floats | None = None,
         attempts: int = 256,
-    ) -> np.ndarray:
+    ) -> Floats:
         """A free floor point (m) within radius_m of near, clear of the avatars in occupied.
 
         Defaults to the layout's spawn circle. Falls back to the nearest free point to near.
@@ -681,8 +675,10 @@ class CollisionWorld:
             gap2 = ((cand[:, None, :] - occ[None, :, :]) ** 2).sum(axis=2).min(axis=1)
             ok &= gap2 >= (2 * self.radius_m) ** 2
         if ok.any():
-            return cand[int(np.argmax(ok))]
-        return self.depenetrate(np.array([[cx, cy]], dtype=_FLOAT))[0]
+            point: Floats = cand[int(np.argmax(ok))]
+            return point
+        nearest: Floats = self.depenetrate(np.array([[cx, cy]], dtype=_FLOAT))[0]
+        return nearest
 
     # ------------------------------------------------------------------ clearance grid
     def _build_clearance_grid(self, cell_m: float) -> None:
@@ -704,7 +700,7 @@ class CollisionWorld:
         if len(self._free_points) == 0:
             raise ValueError("the layout leaves no free floor for an avatar of this radius")
 
-    def _clearance_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _clearance_at(self, x: Floats, y: Floats) -> Floats:
         """Lower bound (m) of the free distance around each point; <= 0 means unknown."""
         fx = (x - self._grid_x0) / self._cell_m
         fy = (y - self._grid_y0) / self._cell_m
@@ -714,7 +710,7 @@ class CollisionWorld:
         return np.where(inside, self._clearance[ix, iy], -1.0)
 
 
-def _slab(q: np.ndarray, e: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _slab(q: Floats, e: Floats, half: Floats) -> tuple[Floats, Floats]:
     """Entry and exit fractions of the line q + t e through |x| <= half (±inf when parallel)."""
     parallel = e == 0
     safe = np.where(parallel, 1.0, e)
@@ -727,13 +723,13 @@ def _slab(q: np.ndarray, e: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _leave_both(
-    mx: np.ndarray,
-    my: np.ndarray,
-    nx: np.ndarray,
-    ny: np.ndarray,
-    qx: np.ndarray,
-    qy: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    mx: Floats,
+    my: Floats,
+    nx: Floats,
+    ny: Floats,
+    qx: Floats,
+    qy: Floats,
+) -> tuple[Floats, Floats]:
     """Closest move to m that does not head into the surface n nor the touched surface q.
 
     q = 0 where there is no second contact. In 2D the answer is m itself, m slid along one of the

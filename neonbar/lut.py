@@ -27,8 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from neonbar.errors import UserError
+
+F32 = NDArray[np.float32]
+AnyArray = NDArray[Any]  # an image or palette of any dtype (converted on the way in)
 
 MIN_SIZE = 2
 MAX_SIZE = 129  # 129³ is the largest size Resolve writes; bigger is surely a typo
@@ -43,11 +47,11 @@ class LutError(UserError):
 class Lut3D:
     """A 3D LUT: `table[r, g, b] -> rgb`, float32, shape (size, size, size, 3)."""
 
-    table: np.ndarray
+    table: F32
     domain_min: tuple[float, float, float] = (0.0, 0.0, 0.0)
     domain_max: tuple[float, float, float] = (1.0, 1.0, 1.0)
     title: str = ""
-    _coeffs: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _coeffs: F32 | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         table = np.asarray(self.table, dtype=np.float32)
@@ -65,18 +69,18 @@ class Lut3D:
     def identity(cls, size: int = 33, title: str = "neutral") -> Lut3D:
         return cls(identity_table(size), title=title)
 
-    def coefficients(self) -> np.ndarray:
+    def coefficients(self) -> F32:
         """Per-cell trilinear polynomial coefficients, shape ((size-1)³, 3, 8), cached."""
         if self._coeffs is None:
             self._coeffs = _cell_coefficients(self.table)
         return self._coeffs
 
-    def file_order(self) -> np.ndarray:
+    def file_order(self) -> F32:
         """The table as .cube rows (red fastest): shape (size³, 3), also the GPU texel order."""
         return np.ascontiguousarray(self.table.transpose(2, 1, 0, 3)).reshape(-1, 3)
 
 
-def identity_table(size: int) -> np.ndarray:
+def identity_table(size: int) -> F32:
     """The table that maps every colour to itself, shape (size, size, size, 3)."""
     axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
     r, g, b = np.meshgrid(axis, axis, axis, indexing="ij")
@@ -126,9 +130,9 @@ def parse_cube(text: str, source: str = "<cube>") -> Lut3D:
             if len(values) != 3 or not all(map(math.isfinite, values)):
                 raise fail(line_no, f"{keyword} needs three numbers, not {line!r}")
             if keyword == "DOMAIN_MIN":
-                dmin = values  # type: ignore[assignment]
+                dmin = values
             else:
-                dmax = values  # type: ignore[assignment]
+                dmax = values
         elif keyword in ("LUT_1D_INPUT_RANGE", "LUT_3D_INPUT_RANGE"):
             parts = line.split()[1:]
             try:
@@ -201,7 +205,7 @@ def write_cube(lut: Lut3D, path: str | Path, comments: tuple[str, ...] = ()) -> 
 # ----------------------------------------------------------------------------- CPU apply
 
 
-def _cell_coefficients(table: np.ndarray) -> np.ndarray:
+def _cell_coefficients(table: F32) -> F32:
     """Trilinear polynomial per cell: f = c0 + c1x + c2y + c3z + c4xy + c5xz + c6yz + c7xyz.
 
     Returns float32 ((n-1)³, 3, 8): cell index (r, g, b) flattened with blue fastest, then
@@ -210,7 +214,7 @@ def _cell_coefficients(table: np.ndarray) -> np.ndarray:
     t = table.astype(np.float64)
     m = t.shape[0] - 1
 
-    def corner(a: int, b: int, c: int) -> np.ndarray:
+    def corner(a: int, b: int, c: int) -> NDArray[np.float64]:
         return t[a : m + a, b : m + b, c : m + c]
 
     c000, c100, c010, c001 = corner(0, 0, 0), corner(1, 0, 0), corner(0, 1, 0), corner(0, 0, 1)
@@ -229,7 +233,7 @@ def _cell_coefficients(table: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(stacked.reshape(m**3, 3, 8).astype(np.float32))
 
 
-def _apply_numpy(src: np.ndarray, coeffs: np.ndarray, m: int, out: np.ndarray) -> None:
+def _apply_numpy(src: F32, coeffs: F32, m: int, out: F32) -> None:
     """Chunked numpy trilinear on (P, 3) pixels already normalised to 0..1."""
     ones = np.ones(8, np.float32)
     scale = np.float32(m)
@@ -262,14 +266,14 @@ def _apply_numpy(src: np.ndarray, coeffs: np.ndarray, m: int, out: np.ndarray) -
         list(pool.map(chunk, range(0, len(src), CHUNK_PIXELS)))
 
 
-def _compile_numba() -> Callable[[np.ndarray, np.ndarray, int, np.ndarray], None] | None:
+def _compile_numba() -> Callable[[F32, F32, int, F32], None] | None:
     try:
         import numba  # optional accelerator
     except ImportError:
         return None
 
     @numba.njit(parallel=True, fastmath=True, cache=True, boundscheck=False)
-    def trilinear(src: np.ndarray, coeffs: np.ndarray, m: int, out: np.ndarray) -> None:
+    def trilinear(src: F32, coeffs: F32, m: int, out: F32) -> None:
         # coeffs is the flat ((m)³ * 3 * 8,) view: explicit offsets beat per-channel slices.
         top = np.float32(m)
         zero = np.float32(0.0)
@@ -307,19 +311,19 @@ def _compile_numba() -> Callable[[np.ndarray, np.ndarray, int, np.ndarray], None
                     + xyz * coeffs[o + 7]
                 )
 
-    return trilinear  # type: ignore[no-any-return]
+    return trilinear
 
 
-_KERNEL: list[Callable[[np.ndarray, np.ndarray, int, np.ndarray], None] | None] = []
+_KERNEL: list[Callable[[F32, F32, int, F32], None] | None] = []
 
 
-def _kernel() -> Callable[[np.ndarray, np.ndarray, int, np.ndarray], None] | None:
+def _kernel() -> Callable[[F32, F32, int, F32], None] | None:
     if not _KERNEL:
         _KERNEL.append(_compile_numba())
     return _KERNEL[0]
 
 
-def apply(lut: Lut3D, image: np.ndarray, use_numba: bool | None = None) -> np.ndarray:
+def apply(lut: Lut3D, image: AnyArray, use_numba: bool | None = None) -> F32:
     """Grade an image (…, 3) with trilinear interpolation; returns float32 of the same shape.
 
     Inputs are clamped to the LUT's domain, as colour-science does. Integer images (8- or
@@ -352,8 +356,8 @@ def apply(lut: Lut3D, image: np.ndarray, use_numba: bool | None = None) -> np.nd
 
 
 def fit(
-    source: np.ndarray,
-    reference: np.ndarray,
+    source: AnyArray,
+    reference: AnyArray,
     size: int = 33,
     steps: int = 300,
     smoothness: float = 1.0,
@@ -391,12 +395,21 @@ def fit(
     return Lut3D(table_np, title="fitted")
 
 
-def _fit_table(torch, func, source, reference, size, steps, smoothness, seed):  # type: ignore[no-untyped-def]
+def _fit_table(
+    torch: Any,
+    func: Any,
+    source: AnyArray,
+    reference: AnyArray,
+    size: int,
+    steps: int,
+    smoothness: float,
+    seed: int,
+) -> F32:
     """The optimisation behind `fit`; returns the (size, size, size, 3) numpy table."""
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    def sample(img: np.ndarray, count: int = 4096) -> Any:
+    def sample(img: AnyArray, count: int = 4096) -> Any:
         px = np.asarray(img, np.float32).reshape(-1, 3)
         idx = rng.choice(len(px), size=count, replace=len(px) < count)
         return torch.from_numpy(np.clip(px[idx], 0.0, 1.0))
@@ -425,10 +438,11 @@ def _fit_table(torch, func, source, reference, size, steps, smoothness, seed):  
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return (identity + offset).detach().clamp(0.0, 1.0).numpy()
+    fitted: F32 = np.asarray((identity + offset).detach().clamp(0.0, 1.0).numpy(), np.float32)
+    return fitted
 
 
-def _oklab(rgb, torch):  # type: ignore[no-untyped-def]
+def _oklab(rgb: Any, torch: Any) -> Any:
     """sRGB-encoded 0..1 -> Oklab (Björn Ottosson), differentiable."""
     lin = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
     m1 = torch.tensor(
@@ -449,7 +463,7 @@ def _oklab(rgb, torch):  # type: ignore[no-untyped-def]
     return lms @ m2.t()
 
 
-def _laplacian(field, func):  # type: ignore[no-untyped-def]
+def _laplacian(field: Any, func: Any) -> Any:
     """Discrete Laplacian of a (n, n, n, 3) lattice field, boundary included.
 
     Edge replication (a zero-slope boundary) keeps the faces of the cube regularised too; an
@@ -471,7 +485,7 @@ def _laplacian(field, func):  # type: ignore[no-untyped-def]
 # ----------------------------------------------------------------------------- images + CLI
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path) -> F32:
     """An image file as float32 RGB in 0..1 (8- and 16-bit PNG/JPEG/TIFF; EXR stays linear)."""
     import cv2  # only the CLI and tools touch image files
 
@@ -485,7 +499,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1], dtype=np.float32) / np.float32(scale)
 
 
-def write_image(path: str | Path, rgb: np.ndarray) -> None:
+def write_image(path: str | Path, rgb: AnyArray) -> None:
     """Write float RGB 0..1 as 8-bit (16-bit for .tif/.tiff, float for .exr)."""
     import cv2
 
@@ -506,7 +520,7 @@ def write_image(path: str | Path, rgb: np.ndarray) -> None:
         raise UserError(f"cannot write {path}; use a .png, .jpg or .tif in a folder that exists")
 
 
-def _neutral_source(count: int = 32768, seed: int = 0) -> np.ndarray:
+def _neutral_source(count: int = 32768, seed: int = 0) -> F32:
     """Colours to fit on when no --source is given: the RGB cube, denser in the darks."""
     rng = np.random.default_rng(seed)
     return (rng.random((count, 3), dtype=np.float32) ** 1.6).astype(np.float32)
