@@ -27,7 +27,7 @@ class ServerProcess:
     """`neonbar server [--open]` on 127.0.0.1 in a subprocess; `url` once it listens."""
 
     def __init__(
-        self, data_dir: Path, port: int = 0, timeout_s: float = 20.0, open_rooms: bool = True
+        self, data_dir: Path, port: int = 0, timeout_s: float = 90.0, open_rooms: bool = True
     ) -> None:
         self.log_path = data_dir / f"server-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
