@@ -25,6 +25,7 @@ screen at the pinned spot.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
@@ -52,6 +53,8 @@ GLYPH_S = 2.4
 PULSE_S = 1.4
 POINTER_SEND_HZ = 15.0
 POINTER_STALE_S = 1.0  # a remote dot not refreshed for this long fades out
+MAX_TICKS = 300  # beats drawn one tick each on the strip; more are binned
+TICK_BINS = 150  # bins across the strip for a crowded scene (~4 cm each)
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -70,12 +73,20 @@ class BeatBook:
     """Every beat record this client has received, and the beats as they stand.
 
     Records arrive as `beat` events (live, or replayed after a resume) and in `beats` pages
-    after a welcome; the same record twice (a page and an event) counts once.
+    after a welcome; the same record twice (a page and an event) counts once. Records that
+    arrive in chain order are folded in one at a time (a newcomer's 10,000 records must not
+    be refolded 10,000 times); one that arrives out of order refolds the chain.
     """
 
     records: dict[int, Beat] = field(default_factory=dict)
-    standing: list[Beat] = field(default_factory=list)
-    version: int = 0  # grows when `standing` changes (the drawing rebuilds then)
+    current: dict[int, Beat] = field(default_factory=dict)  # beat id -> its latest state
+    version: int = 0  # grows when the standing beats change (the drawing rebuilds then)
+    last_added: Beat | None = None  # the change at `version` was just this new beat
+    _top_seq: int = 0
+    _standing: tuple[int, list[Beat]] = (-1, [])
+    _scenes: dict[str | None, tuple[int, list[Beat], list[float], float]] = field(
+        default_factory=dict
+    )
 
     def ingest(self, raw: Any) -> Beat | None:
         """Take one record (a dict off the wire); returns it when it is new."""
@@ -87,26 +98,57 @@ class BeatBook:
         if rec.seq in self.records:
             return None
         self.records[rec.seq] = rec
-        self.standing = fold(self.records[s] for s in sorted(self.records))
+        self.last_added = None
+        if rec.seq > self._top_seq:
+            self._top_seq = rec.seq
+            if rec.op == "delete":
+                self.current.pop(rec.beat, None)
+            else:
+                self.current[rec.beat] = rec
+                self.last_added = rec if rec.op == "beat" else None
+        else:
+            self.current = {b.beat: b for b in fold(self.records[s] for s in sorted(self.records))}
         self.version += 1
         return rec
+
+    @property
+    def standing(self) -> list[Beat]:
+        """The beats as they stand, by scene time."""
+        version, beats = self._standing
+        if version != self.version:
+            beats = sorted(self.current.values(), key=lambda b: (b.t_in_ms, b.beat))
+            self._standing = (self.version, beats)
+        return beats
 
     def ordered(self) -> list[int]:
         """Record seqs in chain order (what every client should agree on)."""
         return sorted(self.records)
 
+    def _scene(self, scene: str | None) -> tuple[int, list[Beat], list[float], float]:
+        cached = self._scenes.get(scene)
+        if cached is None or cached[0] != self.version:
+            beats = [b for b in self.standing if b.scene == scene]
+            spans = [(b.t_out_s - b.t_in_s) for b in beats if b.t_out_s is not None]
+            cached = (self.version, beats, [b.t_in_s for b in beats], max(spans, default=0.0))
+            self._scenes[scene] = cached
+        return cached
+
     def for_scene(self, scene: str | None) -> list[Beat]:
-        return [b for b in self.standing if b.scene == scene]
+        return self._scene(scene)[1]
 
     def last_of(self, author: str) -> Beat | None:
         """The author's most recently made beat that still stands."""
-        mine = [b for b in self.standing if self.records[b.beat].author == author]
+        mine = [b for b in self.current.values() if self.records[b.beat].author == author]
         return max(mine, key=lambda b: b.beat) if mine else None
 
     def near(self, scene: str | None, t_s: float, window_s: float = NEAR_S) -> Beat | None:
-        """The standing beat of `scene` nearest `t_s` within `window_s` (ranges: inside)."""
+        """The standing beat of `scene` nearest `t_s` within `window_s` (ranges: inside).
+        Called every frame: a bisection over the scene's beats, not a scan."""
+        _, beats, starts, longest = self._scene(scene)
+        lo = bisect.bisect_left(starts, t_s - window_s - longest)
+        hi = bisect.bisect_right(starts, t_s + window_s)
         best: tuple[float, Beat] | None = None
-        for b in self.for_scene(scene):
+        for b in beats[lo:hi]:
             end = b.t_out_s if b.t_out_s is not None else b.t_in_s
             d = 0.0 if b.t_in_s <= t_s <= end else min(abs(t_s - b.t_in_s), abs(t_s - end))
             if d <= window_s and (best is None or d < best[0]):
@@ -673,32 +715,65 @@ class BeatsUi:
 
     def _draw_ticks(self) -> None:
         timeline = self.watch.timeline
-        key = (self.book.version, timeline.scene, round(timeline.duration_s, 3))
+        book = self.book
+        key = (book.version, timeline.scene, round(timeline.duration_s, 3))
         if key == self._drawn:
             return
-        self._drawn = key
+        drawn, self._drawn = self._drawn, key
+        duration = timeline.duration_s
+        added = book.last_added
+        if (  # the common case: one new beat in the scene shown, few enough to draw each
+            drawn is not None
+            and drawn[1:] == key[1:]
+            and drawn[0] == key[0] - 1
+            and added is not None
+            and added.scene == timeline.scene
+            and len(self._ticks) < MAX_TICKS
+            and duration
+        ):
+            self._ticks.append(self._tick(added, duration))
+            return
         bar = self.watch.bar
         for node in self._ticks:
             if node in bar.marks:
                 bar.marks.remove(node)
             node.removeNode()
         self._ticks = []
-        duration = timeline.duration_s
         if not duration or timeline.scene is None:
             return
-        span_m = bar.width_m - 0.2
-        for b in self.book.for_scene(timeline.scene):
-            emo = EMOTION_BY_NAME[b.emotion]
-            start = min(1.0, b.t_in_s / duration)
-            node = bar.add_mark(start, (*emo.rgb, 1.0))
-            node.setSz(0.7 + 1.3 * b.intensity)
-            if b.t_out_s is not None:
-                end = min(1.0, b.t_out_s / duration)
-                width_m = max(0.04, (end - start) * span_m)
-                node.setSx(width_m / 0.04)
-                node.setX(node.getX() + width_m / 2 - 0.02)
-                node.setAlphaScale(0.7)
+        beats = book.for_scene(timeline.scene)
+        if len(beats) <= MAX_TICKS:
+            self._ticks = [self._tick(b, duration) for b in beats]
+            return
+        # A crowded scene: one tick per strip bin, in the bin's commonest emotion, as tall
+        # as its share of the busiest bin (hundreds of nodes per frame would cost more than
+        # the rest of the strip, and they would overlap anyway).
+        counts: list[dict[str, int]] = [{} for _ in range(TICK_BINS)]
+        for b in beats:
+            i = min(TICK_BINS - 1, int(b.t_in_s / duration * TICK_BINS))
+            counts[i][b.emotion] = counts[i].get(b.emotion, 0) + 1
+        busiest = max(sum(c.values()) for c in counts)
+        for i, c in enumerate(counts):
+            if not c:
+                continue
+            emotion = max(c, key=lambda e: (c[e], -EMOTION_BY_NAME[e].key))
+            node = bar.add_mark((i + 0.5) / TICK_BINS, (*EMOTION_BY_NAME[emotion].rgb, 1.0))
+            node.setSz(0.5 + 1.5 * sum(c.values()) / busiest)
             self._ticks.append(node)
+
+    def _tick(self, b: Beat, duration: float) -> Any:
+        bar = self.watch.bar
+        emo = EMOTION_BY_NAME[b.emotion]
+        start = min(1.0, b.t_in_s / duration)
+        node = bar.add_mark(start, (*emo.rgb, 1.0))
+        node.setSz(0.7 + 1.3 * b.intensity)
+        if b.t_out_s is not None:
+            end = min(1.0, b.t_out_s / duration)
+            width_m = max(0.04, (end - start) * (bar.width_m - 0.2))
+            node.setSx(width_m / 0.04)
+            node.setX(node.getX() + width_m / 2 - 0.02)
+            node.setAlphaScale(0.7)
+        return node
 
     def _make_label(self) -> Any:
         from panda3d.core import TextNode

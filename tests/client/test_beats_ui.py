@@ -388,3 +388,47 @@ def test_two_people_mark_beats_during_a_playing_scene_and_see_each_others(
         finally:
             app.destroy()
             bob.stop()
+
+
+def test_book_folds_in_order_and_out_of_order_alike() -> None:
+    import random
+
+    chain = BeatChain("r")
+    rng = random.Random(4)
+    for k in range(300):
+        standing = chain.beats()
+        if standing and rng.random() < 0.2:
+            chain.delete(rng.choice(standing).beat, author="h", role="host", server_ms=k)
+        elif standing and rng.random() < 0.2:
+            target = rng.choice(standing)
+            f = validate_fields(scene="s", t_in_s=rng.uniform(0, 30), emotion_name="fear")
+            chain.edit(target.beat, f, author=target.author, role="viewer", server_ms=k)
+        else:
+            f = validate_fields(scene="s", t_in_s=rng.uniform(0, 30), emotion_name="joy")
+            chain.add(f, author=f"p{k % 3}", role="viewer", server_ms=k)
+    in_order, shuffled = BeatBook(), BeatBook()
+    raws = [r.to_dict() for r in chain.records]
+    for raw in raws:
+        in_order.ingest(raw)
+    rng.shuffle(raws)
+    for raw in raws:
+        shuffled.ingest(raw)
+    assert in_order.standing == shuffled.standing == chain.beats()
+    assert in_order.last_of("p1") == shuffled.last_of("p1")
+    for t in (0.0, 7.5, 15.0, 29.0):
+        assert in_order.near("s", t) == shuffled.near("s", t)
+
+
+def test_a_crowded_scene_is_binned_on_the_strip(bar_app) -> None:
+    from client.beats_ui import MAX_TICKS, TICK_BINS
+
+    app, session, base = bar_app
+    chain = BeatChain("test")
+    for k in range(MAX_TICKS + 200):
+        f = validate_fields(scene="dust_storm", t_in_s=(k * 0.37) % 29.0, emotion_name="joy")
+        rec = chain.add(f, author="ben", role="viewer", server_ms=0)
+        session.inbox.append(_event(k + 1, rec, 2))
+    base.taskMgr.step()
+    assert len(app.beats.book.standing) == MAX_TICKS + 200
+    assert 0 < len(app.beats._ticks) <= TICK_BINS
+    assert app.beats.near_text()[0].startswith("joy · ben")
