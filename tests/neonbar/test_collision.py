@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neonbar.collision import CONTACT_SKIN_M, CollisionWorld
+from neonbar.collision import AVATAR_RADIUS_M, CONTACT_SKIN_M, CollisionWorld
 from neonbar.layout import Layout, Segment, load_layout, parse_layout
 
-RADIUS_M = 0.3
+RADIUS_M = AVATAR_RADIUS_M
 # Floating-point slack (m) for "not inside": positions are ~10 m, float64 resolves ~1e-15 m.
 TOL_M = 1e-9
 
@@ -436,6 +436,100 @@ def test_shapes_describe_every_obstacle() -> None:
     stool = next(s for s in shapes if s.kind == "stool")
     ring = stool.outline(inflate_m=RADIUS_M)
     assert np.allclose(np.hypot(ring[:, 0] - stool.cx, ring[:, 1] - stool.cy), 0.2 + RADIUS_M)
+
+
+@pytest.mark.parametrize("offset_rad", [0.0, 1e-9, 1e-7, 1e-5, 1e-4, 1e-3])
+def test_a_walk_aimed_a_hair_off_a_round_table_gets_past_as_fast_as_one_dead_on(
+    offset_rad: float,
+) -> None:
+    """Aimed 1e-5 rad off a round table's centre, a walk took 7 s to get past instead of 4."""
+    table = next(c for c in BAR.circles if c.kind == "table")
+    past_y = table.cy + table.radius_m + RADIUS_M
+
+    def ticks_to_get_past(offset: float) -> int:
+        p = np.array([[table.cx, table.cy - 2.0]])
+        a = math.pi / 2 + offset
+        step = np.array([[math.cos(a), math.sin(a)]]) * 1.5 * 0.05  # walking, 20 Hz
+        for tick in range(1, 400):
+            p = _move_and_check("bar", p, step)
+            if p[0, 1] > past_y:
+                return tick
+        raise AssertionError("never got past the table")
+
+    dead_on = ticks_to_get_past(0.0)
+    for sign in (1.0, -1.0):
+        assert ticks_to_get_past(sign * offset_rad) <= dead_on + 2
+    # Well off-centre, the plain slide is at least as quick.
+    assert ticks_to_get_past(0.1) <= dead_on
+
+
+@pytest.mark.parametrize("length_m", [1e3, 1e150, 1e200, 1e300, 1.7e308])
+def test_absurdly_long_moves_are_cut_to_the_room_not_overflowed(length_m: float) -> None:
+    world, ref = WORLDS["bar"]
+    rng = np.random.default_rng(8)
+    p = _free_points("bar", rng, 500)
+    a = rng.uniform(0, 2 * np.pi, 500)
+    d = np.stack([np.cos(a), np.sin(a)], axis=1) * length_m
+    trace = world.trace_moves(p, d)
+    q = world.solve_moves(p, d)
+    assert np.isfinite(q).all() and np.isfinite(trace).all()
+    assert not ref.avatar_inside(q).any()
+    assert not ref.path_overlaps(trace).any()
+    # The same as the move cut to the room's diagonal, exactly.
+    diagonal = math.hypot(BAR.width_m, BAR.depth_m)
+    cut = np.stack([np.cos(a), np.sin(a)], axis=1) * diagonal
+    assert np.allclose(q, world.solve_moves(p, cut), atol=1e-9)
+
+
+def test_a_settled_crowd_stays_exactly_where_it_stands() -> None:
+    world, _ = WORLDS["bar"]
+    rng = np.random.default_rng(12)
+    p = world.depenetrate(np.array([0.0, 6.0]) + rng.normal(0, 0.8, (80, 2)))
+
+    def worst(x: np.ndarray) -> float:
+        gaps = np.hypot(*(x[:, None, :] - x[None, :, :]).transpose(2, 0, 1))
+        np.fill_diagonal(gaps, np.inf)
+        return float(2 * RADIUS_M - gaps.min())
+
+    for _ in range(300):
+        if worst(p) < CONTACT_SKIN_M:
+            break
+        p = world.separate(p)
+    assert worst(p) < CONTACT_SKIN_M
+    assert np.array_equal(world.separate(p), p), "no shuffling once nobody overlaps"
+
+
+def test_the_one_who_walked_in_steps_back_and_the_one_standing_stays() -> None:
+    world, _ = WORLDS["bar"]
+    standing, walker = np.array([0.0, -6.0]), np.array([0.45, -6.0])  # 15 cm inside each other
+    p = np.stack([standing, walker])
+    q = world.separate(p, yielding=np.array([0.0, 0.12]))
+    assert np.array_equal(q[0], standing)
+    assert math.isclose(q[1, 0] - q[0, 0], 2 * RADIUS_M, abs_tol=1e-6)
+    # Both walked as far: they share the correction.
+    q = world.separate(p, yielding=np.array([0.12, 0.12]))
+    assert math.isclose(q[0, 0], -0.075, abs_tol=1e-6) and math.isclose(
+        q[1, 0], 0.525, abs_tol=1e-6
+    )
+
+
+def test_a_dense_crowd_settles_without_overshooting() -> None:
+    """Summed corrections overshoot in a crowd with many neighbours; averaged ones shrink."""
+    world, _ = WORLDS["bar"]
+    rng = np.random.default_rng(3)
+    p = world.depenetrate(np.array([0.0, 0.0]) + rng.normal(0, 0.6, (60, 2)))
+
+    def worst(x: np.ndarray) -> float:
+        gaps = np.hypot(*(x[:, None, :] - x[None, :, :]).transpose(2, 0, 1))
+        np.fill_diagonal(gaps, np.inf)
+        return float(max(0.0, 2 * RADIUS_M - gaps.min()))
+
+    history = [worst(p)]
+    for _ in range(100):
+        p = world.separate(p)
+        history.append(worst(p))
+    assert history[50] < 0.05
+    assert history[100] < 1e-3
 
 
 # ---------------------------------------------------------------- bad input
