@@ -103,3 +103,30 @@ def test_without_sent_states_recent_predictions_stand_in() -> None:
     path = [m.step(MoveInput(forward=1), 0.05) for _ in range(5)]
     # The server echoes one of our own recent positions: accepted, nothing changes.
     assert not m.reconcile(path[1][0], path[1][1], last_seq=2)
+
+
+def test_a_correction_is_applied_once_with_inputs_in_flight() -> None:
+    """Three inputs left before the correction arrived; the server's answers to all of them
+    show the same error. It must move us once, not three times."""
+    m = motion()
+    sent = [m.step(MoveInput(), 0.05)[:2] for _ in range(3)]  # standing: all the same spot
+    # The crowd pushed us 10 cm east; each answer says so.
+    server = (sent[0][0] + 0.10, sent[0][1])
+    assert m.reconcile(*server, last_seq=1, sent=sent[0])
+    for seq, carried in enumerate(sent[1:], start=2):
+        assert not m.reconcile(*server, last_seq=seq, sent=carried)
+    assert math.isclose(m.x_m, server[0], abs_tol=1e-9)
+    # Inputs sent after the correction carry it and are answered the same way: no change.
+    after = m.step(MoveInput(), 0.05)[:2]
+    assert not m.reconcile(*server, last_seq=4, sent=after)
+    assert math.isclose(m.x_m, server[0], abs_tol=1e-9)
+
+
+def test_a_second_push_during_the_first_correction_is_applied_in_full() -> None:
+    m = motion()
+    a = m.step(MoveInput(), 0.05)[:2]
+    b = m.step(MoveInput(), 0.05)[:2]
+    assert m.reconcile(a[0] + 0.10, a[1], last_seq=1, sent=a)
+    # Input 2 left before that correction; meanwhile the server pushed us 10 cm further.
+    assert m.reconcile(a[0] + 0.20, a[1], last_seq=2, sent=b)
+    assert math.isclose(m.x_m, a[0] + 0.20, abs_tol=1e-9)
