@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,7 @@ class Reactions(Feature):
         self.overrides: dict[tuple[str, str], str] = {}
         self.next_scene: tuple[str, str] | None = None  # (after this scene, play this one)
         self._info: dict[str, SceneInfo] = {}
+        self._loading: dict[str, Future[SceneInfo]] = {}
         self._next_faces_s = 0.0
         self._next_flush_s = 0.0
         self._store: wire.FeltArcStore | None = None
@@ -190,7 +191,7 @@ class Reactions(Feature):
             raise ProtocolError(ErrorCode.NOT_ALLOWED, "only the host chooses a branch", "branch")
         timeline = self._timeline()
         scene = timeline.scene if timeline is not None else None
-        info = self._scene(scene) if scene is not None else None
+        info = self._scene(scene, wait=True) if scene is not None else None
         point = next((p for p in info.points if p.name == msg["point"]), None) if info else None
         if scene is None or point is None:
             raise ProtocolError(
@@ -214,10 +215,24 @@ class Reactions(Feature):
         playback = self.room.features.get("playback")
         return getattr(playback, "timeline", None)
 
-    def _scene(self, scene: str) -> SceneInfo:
+    def _scene(self, scene: str, wait: bool = False) -> SceneInfo | None:
+        """The scene's branch points and intended arc, loaded off the event loop (computing an
+        intended arc can take a second); None until loaded, unless `wait`."""
         info = self._info.get(scene)
-        if info is None:
-            info = self._info[scene] = type(self).scene_info(scene)
+        if info is not None:
+            return info
+        future = self._loading.get(scene)
+        if future is None:
+            future = self._loading[scene] = _writer().submit(type(self).scene_info, scene)
+        if not (wait or future.done()):
+            return None
+        del self._loading[scene]
+        try:
+            info = future.result()
+        except Exception as exc:  # never let a bad scene file stop the room
+            log.warning("scene %s: no branch points (%s)", scene, exc)
+            info = SceneInfo([], lambda t: (0.0, 0.0))
+        self._info[scene] = info
         return info
 
     def arc(self, scene: str) -> wire.FeltArc:
@@ -247,12 +262,14 @@ class Reactions(Feature):
         if not near.any():
             return
         arc.add(rec[near])
-        names = self.new_watchers.setdefault(scene, set())
-        for avatar_id in set(owners[near].tolist()):
-            arc.watchers.add(int(avatar_id))
-            avatar = self.room.avatars.get(int(avatar_id))
-            if avatar is not None:
-                names.add(avatar.name)
+        newcomers = set(owners[near].tolist()) - arc.watchers
+        if newcomers:
+            names = self.new_watchers.setdefault(scene, set())
+            for avatar_id in newcomers:
+                arc.watchers.add(avatar_id)
+                avatar = self.room.avatars.get(avatar_id)
+                if avatar is not None:
+                    names.add(avatar.name)
 
     def _send_faces(self) -> None:
         ids = sorted(i for i in self.changed if i in self.latest)
@@ -266,6 +283,8 @@ class Reactions(Feature):
 
     def _branches(self, scene: str, timeline: Any, now_s: float) -> None:
         info = self._scene(scene)
+        if info is None:
+            return  # still loading: a branch point is never within the first ticks of a scene
         pos = timeline.position(now_s)
         for point in info.points:
             key = (scene, point.name)
@@ -289,7 +308,8 @@ class Reactions(Feature):
                 load(chosen, -1, now_s, autoplay=True)
 
     def _decide(self, scene: str, point: BranchPoint, now_s: float, by: int | None) -> None:
-        info = self._scene(scene)
+        info = self._scene(scene, wait=True)
+        assert info is not None
         key = (scene, point.name)
         override = self.overrides.get(key)
         decision = choose(point, self.arc(scene), info.intended, override=override)
