@@ -34,6 +34,7 @@ L                  colour grade  F12     screenshot
 1-8 (hold: louder) mark a beat   Shift+1-8 start / end a range
 Tab                note on beat  Ctrl+1-8 change its emotion
 hold P             point at the screen      Del  delete a beat
+R                  pause / resume webcam reactions (when shared)
 F1                 this help     Esc     close menus"""
 
 # (name, colour, glow, garnish): the house drinks; every field can be changed in the menu.
