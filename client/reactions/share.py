@@ -89,9 +89,15 @@ class ReactionShare:
                 if avatar_id != you or self.reactor is None:  # ours is shown from the source
                     self.crowd.set_face(avatar_id, face)
         elif t == "welcome":
-            faces_blob = (msg.get("reactions") or {}).get("faces")
-            if isinstance(faces_blob, bytes):
-                return self.on_message({"t": "faces", "d": faces_blob})
+            part = msg.get("reactions")
+            if not isinstance(part, dict):
+                return None
+            if isinstance(part.get("faces"), bytes):
+                self.on_message({"t": "faces", "d": part["faces"]})
+            decided = part.get("branches")
+            if isinstance(decided, list) and decided and isinstance(decided[-1], dict):
+                last = decided[-1]  # a late joiner hears what the room already chose
+                return f"next: {last.get('choice', '?')} ({last.get('reason', '')})"
         elif t == "event" and msg.get("kind") == "branch":
             label, reason = str(msg.get("label", "")), str(msg.get("reason", ""))
             return f"next: {label} ({reason})" if reason else f"next: {label}"
