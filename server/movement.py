@@ -146,11 +146,14 @@ class MoveValidator:
             repeat = (target == self._claim_m[ids]).all(axis=1)
             # Within a centimetre or two: the client's replay and the wire's rounding move an
             # adopted position that much; a walking client moves 12 cm per input.
-            off_cm = np.abs(_to_cm(target)[:, None, :] - self._told_cm[ids]).max(axis=2)
+            told = self._told_cm[ids].astype(np.int64)
+            off_cm = np.abs(_to_cm(target)[:, None, :] - told).max(axis=2)
             repeat |= (off_cm <= ECHO_CM).any(axis=1)
         delta = np.where(repeat[:, None], 0.0, target - pos)
-        delta = np.where(np.isfinite(delta), delta, 0.0)
-        dist = np.sqrt(delta[:, 0] * delta[:, 0] + delta[:, 1] * delta[:, 1])
+        # A claim that is not a pair of finite numbers asks for nothing (the wire's int16 cm
+        # cannot carry one; tools can).
+        delta = np.where(np.isfinite(delta).all(axis=1, keepdims=True), delta, 0.0)
+        dist = np.hypot(delta[:, 0], delta[:, 1])  # no overflow for far-off claims
         allowed = self.speed_mps * elapsed + bank
         granted = np.minimum(dist, allowed)
         scale = np.where(dist > allowed, allowed / np.maximum(dist, 1e-300), 1.0)
@@ -204,6 +207,8 @@ class MoveValidator:
         return self.world.depenetrate(pos_m)
 
 
-def _to_cm(pos_m: Floats) -> NDArray[np.int32]:
+def _to_cm(pos_m: Floats) -> NDArray[np.int64]:
     """Positions as the wire carries them (whole centimetres, int16 range)."""
-    return np.clip(np.rint(pos_m * 100.0), -32768, 32767).astype(np.int32)
+    with np.errstate(invalid="ignore"):  # a NaN claim moves nothing, whatever it matches
+        cm = np.rint(np.clip(pos_m, -327.68, 327.67) * 100.0)
+    return np.where(np.isfinite(cm), cm, 0).astype(np.int64)

@@ -138,6 +138,18 @@ def test_a_reused_id_starts_afresh() -> None:
     assert mv.bank_m(0) == SLACK_M
 
 
+def test_a_claim_that_is_not_a_number_moves_nothing() -> None:
+    mv = MoveValidator(LAYOUT)
+    pos = np.array([[0.0, -6.0], [1.0, -6.0]])
+    bad = np.array([[np.nan, -6.0], [np.inf, 1e308]])
+    out = mv.validate(pos, bad, np.full(2, 0.05), np.array([0, 1]))
+    assert np.array_equal(out, pos)
+    assert mv.bank_m(0) == mv.bank_m(1) == SLACK_M
+    # A finite claim far beyond the room is a claim like any other: capped, then solved.
+    far = mv.validate(pos, np.array([[1e308, -6.0], [1.0, -1e308]]), np.full(2, 0.05), None)
+    assert np.allclose(np.hypot(*(far - pos).T), SPEED_MPS * 0.05 + SLACK_M)
+
+
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="speed_mps"):
         MoveValidator(LAYOUT, speed_mps=0.0)
