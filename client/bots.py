@@ -303,10 +303,11 @@ class BotFleet:
             if not isinstance(timeline, dict):
                 return
             watching = bool(timeline.get("playing")) and timeline.get("status") == "ready"
-            if watching and not self.watching:
+            started = watching and not self.watching
+            self.watching = watching
+            if started:  # everyone heads for the screen (targets drawn there from now on)
                 self.target_m[:] = self._random_targets(self.count)
                 self.progress_s[:] = 0.0
-            self.watching = watching
         elif msg.get("t") == "error" and msg.get("ref") == "playback":
             log.warning("playback refused: %s", msg.get("message"))
 

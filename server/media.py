@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from neonbar.errors import UserError
 from neonbar.tokens import TokenError, verify
@@ -76,9 +77,15 @@ class MediaLibrary:
 
         try:
             spec = load_scene(scene)
-            path = media_path(spec, render=False)
         except UserError as exc:
             raise MediaMissing(str(exc)) from None
+        try:
+            path = media_path(spec, render=False)
+        except UserError as exc:
+            other = _render_at_another_size(spec)
+            if other is None:
+                raise MediaMissing(str(exc)) from None
+            path = other
         if not path.is_file():
             raise MediaMissing(f"the media of scene {scene!r} is missing on the server ({path})")
         try:
@@ -99,6 +106,23 @@ class MediaLibrary:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _render_at_another_size(spec: Any) -> Path | None:
+    """A render of this very spec at another size (`neonbar scene render --size`), largest
+    first: the file name carries the spec's hash for that size, so a stale one never matches."""
+    from neonbar.scenes import render_path
+
+    default = render_path(spec)
+    found = []
+    for path in default.parent.glob(f"{spec.name}-*x*-*.mp4"):
+        try:
+            w, h = (int(v) for v in path.name[len(spec.name) + 1 :].split("-")[0].split("x"))
+        except ValueError:
+            continue
+        if render_path(spec, (w, h)) == path and path.is_file():
+            found.append((w * h, path))
+    return max(found)[1] if found else None
 
 
 def media_route(

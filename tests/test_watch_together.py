@@ -92,3 +92,52 @@ def test_clients_behind_a_delaying_proxy_show_the_same_frame(tmp_path):
             assert hashlib.sha256(cached.read_bytes()).hexdigest() == digest
     finally:
         rig.close()
+
+
+def test_bots_with_play_start_the_scene_and_gather_at_the_screen(tmp_path, monkeypatch):
+    import asyncio
+
+    sys.path.insert(0, str(Path(__file__).parent / "server"))
+    from clipfixtures import write_numbered_clip
+    from serverfixtures import ServerThread
+
+    from client.bots import BotFleet
+    from neonbar.layout import load_layout
+    from neonbar.scenes import import_clip
+    from server.room import RoomConfig
+
+    monkeypatch.setenv("NEONBAR_SCENES", str(tmp_path / "scenes"))
+    monkeypatch.setenv("NEONBAR_CACHE", str(tmp_path / "cache"))
+    import_clip(write_numbered_clip(tmp_path / "clip.mp4", 24 * 40, 24), "Numbered",
+                name="numbered")  # fmt: skip
+    server = ServerThread(RoomConfig(open_rooms=False)).start()
+    try:
+        fleet = BotFleet(server.url, "bar", count=3, token=server.token(role="host"), chatty=0,
+                         seed=4, play="numbered")  # fmt: skip
+        start_y = []
+
+        async def run() -> dict:
+            async def note_start() -> None:
+                while not all(s.local_state for s in fleet.sessions):
+                    await asyncio.sleep(0.05)
+                start_y.extend(s.local_state[1] for s in fleet.sessions)
+
+            watcher = asyncio.ensure_future(note_start())
+            report = await fleet.run(14.0)
+            watcher.cancel()
+            return report
+
+        report = asyncio.run(run())
+        assert report["connected"] == 3
+        timeline = server.call(lambda: server.server.rooms["bar"].features["playback"].timeline)
+        assert (timeline.scene, timeline.status, timeline.playing) == ("numbered", "ready", True)
+        assert fleet.watching
+        screen = load_layout().screen
+        assert screen.wall == "north"
+        north = load_layout().half_y
+        # Every bot's target is a spot in front of the screen, and they walked toward it.
+        assert np.all((fleet.target_m[:, 1] >= north - 8.0) & (fleet.target_m[:, 1] <= north - 2.5))
+        assert np.all(np.abs(fleet.target_m[:, 0] - screen.center_m) <= screen.width_m / 2)
+        assert np.all(fleet.pos_m[:, 1] - np.array(start_y) > 6.0), (start_y, fleet.pos_m)
+    finally:
+        server.stop()
