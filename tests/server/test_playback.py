@@ -304,3 +304,25 @@ def test_the_timeline_survives_a_server_restart(tmp_path, scenes):
         assert run(watch_and_fetch()) == 200
     finally:
         second.stop()
+
+
+def test_a_render_at_another_size_is_played_and_a_stale_one_is_not(tmp_path, scenes, clip):
+    import shutil
+
+    from neonbar.scenes import load_scene, render_path
+    from server.media import MediaLibrary, MediaMissing
+
+    spec = load_scene("rooftop_signal")
+    small = render_path(spec, (320, 180))
+    small.parent.mkdir(parents=True, exist_ok=True)
+    stale = small.with_name(f"{spec.name}-640x360-0123456789abcdef.mp4")  # an older spec's
+    shutil.copy(clip, stale)
+    library = MediaLibrary()
+    try:
+        with pytest.raises(MediaMissing, match="not rendered"):
+            library.resolve(spec.name).result(30)
+        shutil.copy(clip, small)
+        media = library.resolve(spec.name).result(30)
+        assert media.path == small and media.frames == FRAMES
+    finally:
+        library.close()
