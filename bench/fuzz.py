@@ -25,6 +25,7 @@ import argparse
 import logging
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -214,14 +215,20 @@ class RecordingOutbox:
 
 
 class ExceptionLog(logging.Handler):
-    """Keeps every log record that carries an exception (a handler bug the room caught)."""
+    """Keeps every server-side log record with an exception (a handler bug the room caught)
+    logged by this thread: other threads of the process (a test suite's) are not the room."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.records: list[logging.LogRecord] = []
+        self.thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info:
+        if (
+            record.exc_info
+            and record.thread == self.thread
+            and record.name.startswith(("neonbar.server", "neonbar.storage"))
+        ):
             self.records.append(record)
 
 

@@ -124,8 +124,10 @@ def test_the_target_reports_a_frame_the_protocol_refuses():
 def test_atheris_runs_the_same_target(tmp_path: Path):
     """A short coverage-guided run (atheris 3.0, instrumented imports) ends clean."""
     out = subprocess.run(
+        # -rss_limit_mb=0: Linux carries a process's peak RSS across exec, so a child of a
+        # pytest process that grew to 3 GB over the suite would look out of memory at once.
         [sys.executable, str(REPO / "bench" / "fuzz.py"), "--atheris", "--", "-runs=300",
-         "-seed=7", f"-artifact_prefix={tmp_path}/"],
+         "-seed=7", "-rss_limit_mb=0", f"-artifact_prefix={tmp_path}/"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
