@@ -1,7 +1,7 @@
 """Who is behind a connection, beyond the connection: limits that a reconnect does not reset.
 
 An identity is an invite: the nonce of the invite token a hello carried. A room keeps, per
-identity, what must outlive any one connection (docs/protocol.md, "Limits"):
+identity, what must outlive any one connection (docs/protocol.md, section 10):
 
 - how many avatars it holds in the room (present or away): what the invite says
   (`neonbar invite --avatars N`, for a bot crowd), else `avatars_per_invite` (16); an invite
