@@ -431,7 +431,7 @@ class BigScreen:
                 if image is not None:
                     self._upload(image)
                     self.shown_frame = index
-                    if self.uploads == 1:
+                    if self.card.isHidden():  # the first frame of each media, not just the first
                         self._show_picture(True)
                 else:
                     action = "wait"  # the decoder has not got there yet: keep the last frame
