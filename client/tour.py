@@ -112,10 +112,10 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
             (bar_look_x, bar_y1 + 3.0, 1.4),
         ),
         Shot(
-            # From high in the corner past the bar's end, across the whole floor.
+            # From high past the bar's end (clear of the pillar there), across the whole floor.
             "the crowd", 6.0,
-            (-hx * 0.42, hy * 0.6, 4.6), (hx * 0.12, -hy * 0.2, 0.9),
-            (-hx * 0.2, hy * 0.7, 4.2), (hx * 0.2, -hy * 0.05, 1.0),
+            (-hx * 0.3, hy * 0.75, 4.6), (hx * 0.12, -hy * 0.2, 0.9),
+            (-hx * 0.16, hy * 0.7, 4.2), (hx * 0.2, -hy * 0.05, 1.0),
             fov_deg=66,
         ),
     ]  # fmt: skip
@@ -123,15 +123,15 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
     # shots stand between the lamp rows and off the middle, so no lamp or rod crosses the picture.
     strip_mid_z = max(0.3, layout.screen.bottom_m - 0.38)  # the timeline strip under it
     low_look: Vec3 = (sx, sy, screen_mid_z - 0.6)
-    mid_look: Vec3 = (sx, sy, screen_mid_z - 0.4)
+    mid_look: Vec3 = (sx, sy, screen_mid_z - 0.8)  # the picture and the heads below it
     watch = [
         Shot(
             # Between the lamp rows, off the middle: the rods of the lamps in line with the
             # screen (over the middle tables) project beside the picture, not across it.
             "the screen", 8.0,
-            at_screen(8.0, 2.5, 1.95), mid_look,
-            at_screen(7.4, 1.6, 1.85), mid_look,
-            fov_deg=72,
+            at_screen(9.0, 3.4, 1.95), mid_look,
+            at_screen(8.4, 2.4, 1.85), mid_look,
+            fov_deg=78,
         ),
         Shot(
             "the timeline", 5.0,

@@ -176,6 +176,13 @@ def test_the_tour_glides_without_a_jump_and_stays_inside_the_bar() -> None:
             np.abs(pos[:, 1]) < layout.half_y
         ).all()
         assert (pos[:, 2] > 0.5).all() and (pos[:, 2] < layout.wall_height_m).all()
+        for box in layout.boxes:  # never inside a pillar, the back bar, a booth ...
+            inside = (
+                (np.abs(pos[:, 0] - box.cx) < box.hx + 0.3)
+                & (np.abs(pos[:, 1] - box.cy) < box.hy + 0.3)
+                & (pos[:, 2] < box.height_m + 0.2)
+            )
+            assert not inside.any(), box
     fitted = Tour.for_layout(layout).fitted(16.0)
     assert fitted.opening_s == pytest.approx(16.0)
     assert fitted.shot_at(0.0).name == "entrance" and fitted.shot_at(16.5).name == "the screen"
