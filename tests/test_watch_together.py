@@ -26,8 +26,17 @@ pytestmark = pytest.mark.render
 
 
 def errors_of(rig: WatchRig, name: str, settle_s: float = 0.6) -> np.ndarray:
-    pairs = frame_errors(rig.records(name), rig.host.history, rig.host.server_offset_s, settle_s)
+    """Errors of the frames drawn with the frame due in hand. Frames drawn while the decoder had
+    not reached it ("wait": the last one stays up) are decoding starvation on a busy machine, not
+    sync; they are counted apart (`waits_of`)."""
+    records = [r for r in rig.records(name) if r.get("act") != "wait"]
+    pairs = frame_errors(records, rig.host.history, rig.host.server_offset_s, settle_s)
     return np.array(pairs, dtype=float).reshape(-1, 2)
+
+
+def waits_of(rig: WatchRig, name: str) -> float:
+    shown = [r for r in rig.records(name) if r.get("frame") is not None]
+    return sum(r.get("act") == "wait" for r in shown) / max(1, len(shown))
 
 
 def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -72,6 +81,7 @@ def test_clients_behind_a_delaying_proxy_show_the_same_frame(tmp_path):
             assert len(err) > 100, (name, rig.output(name))
             within = np.mean(np.abs(err) <= 1)
             assert within >= 0.95, (name, within, np.percentile(np.abs(err), [50, 95, 100]))
+            assert waits_of(rig, name) <= 0.2, (name, waits_of(rig, name))
         drift = pairwise(errors["alice"], errors["bob"])
         assert len(drift) > 50
         assert np.mean(np.abs(drift) <= 1) >= 0.95, np.percentile(np.abs(drift), [50, 95, 100])

@@ -124,7 +124,7 @@ def app_watching(showbase, tmp_path, clip, timeline_at, *, cached=True, role="ho
     return app, session, timeline
 
 
-def step_until_shown(base, app, timeout_s=10.0):
+def step_until_shown(base, app, timeout_s=30.0):  # bounded; a busy box is only slower
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         base.taskMgr.step()
