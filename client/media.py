@@ -134,15 +134,20 @@ def fetch(
                 digest.update(chunk)
         log.info("resuming %s at %d bytes", sha256[:12], have)
     total: int | None = None
-    with part.open("ab") as out:
-        while total is None or have < total:
-            if cancel is not None and cancel.is_set():
-                raise MediaError("download cancelled")
-            start, total = _get_range(url, token, sha256, have, chunk_bytes, out, digest, progress,
-                                      total, cancel)  # fmt: skip
-            if start == have:  # nothing new arrived: the server stopped answering
-                raise MediaError("the media download stopped; it will resume", retry=True)
-            have = start
+    try:
+        with part.open("ab") as out:
+            while total is None or have < total:
+                if cancel is not None and cancel.is_set():
+                    raise MediaError("download cancelled", retry=True)
+                start, total = _get_range(url, token, sha256, have, chunk_bytes, out, digest,
+                                          progress, total, cancel)  # fmt: skip
+                if start == have:  # nothing new arrived: the server stopped answering
+                    raise MediaError("the media download stopped; it will resume", retry=True)
+                have = start
+    except MediaError as exc:
+        if not exc.retry or not (part.exists() and part.stat().st_size):
+            part.unlink(missing_ok=True)  # refused: nothing worth resuming
+        raise
     if have != total:
         raise MediaError(f"the media is {have} bytes, the server said {total}")
     return cache.accept(sha256, part, digest.hexdigest())
