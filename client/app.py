@@ -453,8 +453,9 @@ class NeonBarApp:
             self.crowd.say(avatar, str(msg.get("text", "")), now)
             self.hud.add_chat(name, str(msg.get("text", "")), rgb)
         elif kind == "emote":
-            partners = self.crowd.emote(avatar, str(msg.get("emote", "")), now)
-            if partners and self.session is None:  # offline; online the server decides
+            offline = self.session is None  # online, the server decides clinks (below)
+            partners = self.crowd.emote(avatar, str(msg.get("emote", "")), now, clink=offline)
+            if partners:
                 self._clinked(avatar, partners)
         elif kind == "clink":  # the server's clink rule (neonbar/clink.py)
             partners = [int(p) for p in msg.get("with", [])]

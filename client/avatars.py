@@ -606,15 +606,17 @@ class Crowd:
 
     # ------------------------------------------------------------------------------- social
 
-    def emote(self, avatar_id: int, emote: str, now_s: float) -> list[int]:
-        """Start an emote; for cheers returns the avatars whose glasses clink with this one."""
+    def emote(self, avatar_id: int, emote: str, now_s: float, clink: bool = True) -> list[int]:
+        """Start an emote; for cheers returns the avatars whose glasses clink with this one.
+
+        `clink=False` when a server decides clinks (it sends them as events: `clink()`)."""
         slot = self.slot_of.get(avatar_id)
         fig = None if slot is None else self.figures[slot]
         if fig is None or slot is None:
             return []
         fig.start_emote(emote, now_s)
         self._busy.add(slot)
-        if emote != "cheers":
+        if emote != "cheers" or not clink:
             return []
         self._cheer_t[slot] = now_s
         live = np.flatnonzero(
