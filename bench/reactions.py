@@ -14,7 +14,8 @@
    remote avatars, the pipeline off, then on (reading the face video in its thread).
 4. Server: a real Room with 200 watchers each sending 10 reactions a second while a scene
    plays: CPU per second for the `react` handler and the feature's tick (fold into the felt
-   arc, faces), against the 20 Hz tick's 50 ms.
+   arc, faces), against the 20 Hz tick's 50 ms; beside it, in the same room, the handler
+   alone and an `input` through the same receive path.
 
 Prints medians over runs and one JSON line for BENCHMARKS.md.
 """
@@ -228,10 +229,27 @@ def bench_server(watchers: int, seconds: float) -> dict[str, Any]:
         for _, link in sessions:
             link.frames.clear()
     per_s = (handler_s + tick_s) / seconds
+    # the same room's costs for comparison: the handler alone (message already decoded), and an
+    # `input` through the same receive path (its fast decoder)
+    session = sessions[0][0]
+    msg = {"t": "react", "r": wire.pack(wire.Reaction(1.0, 0.1, 0.2))}
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        feature.on_react(session, msg, host.now)
+    handler_alone_us = (time.perf_counter() - t0) / 2000 * 1e6
+    feature.waiting.clear()
+    inputs = [encode({"t": "input", "seq": k + 1, "ack": -1, "x": 0, "y": -900, "yaw": 0})
+              for k in range(2000)]  # fmt: skip
+    t0 = time.perf_counter()
+    for k, frame in enumerate(inputs):
+        room.receive(sessions[1 + k % (watchers - 1)][0], frame, host.now + k * 1e-3)
+    input_us = (time.perf_counter() - t0) / 2000 * 1e6
     return {
         "watchers": watchers,
         "reactions_per_s": round(messages / seconds),
         "handler_us_per_message": round(handler_s / messages * 1e6, 1),
+        "react_handler_alone_us": round(handler_alone_us, 2),
+        "input_receive_us": round(input_us, 1),
         "tick_ms": round(tick_s / ticks * 1e3, 3),
         "cpu_ms_per_s": round(per_s * 1e3, 1),
         "share_of_one_core": round(per_s, 4),
