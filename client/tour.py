@@ -135,8 +135,8 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
         ),
         Shot(
             "the timeline", 5.0,
-            at_screen(3.6, -sw * 0.24, 1.3), at_screen(0.0, -sw * 0.2, strip_mid_z),
-            at_screen(3.4, sw * 0.24, 1.25), at_screen(0.0, sw * 0.2, strip_mid_z),
+            at_screen(5.0, -sw * 0.2, 1.45), at_screen(0.0, -sw * 0.12, strip_mid_z + 0.2),
+            at_screen(4.7, sw * 0.2, 1.4), at_screen(0.0, sw * 0.12, strip_mid_z + 0.2),
             fov_deg=60,
         ),
         Shot(
@@ -258,34 +258,25 @@ class Tour:
         p1, p2 = np.array(prev.end_pos), np.array(shot.start_pos)
         p3 = np.array(shot.end_pos)
         pos = _catmull_rom(p0, p1, p2, p3, u)
-        # The aim turns at an even rate (a slerp of the view direction): lerping the points
-        # looked at would swing the view round when they pass close to the camera.
+        # The aim turns at an even rate (heading and pitch): lerping the points looked at
+        # would swing the view round when they pass close to the camera.
         d0 = np.array(prev.end_look) - p1
         d1 = np.array(shot.start_look) - p2
         reach = float(np.linalg.norm(d0)) * (1 - u) + float(np.linalg.norm(d1)) * u
-        look = pos + _slerp(d0, d1, u) * reach
+        look = pos + _turn(d0, d1, u) * reach
         fov = prev.fov_deg + (shot.fov_deg - prev.fov_deg) * u
         return _v(pos), _v(look), fov
 
 
-def _slerp(a: np.ndarray, b: np.ndarray, u: float) -> np.ndarray:
-    """The unit direction u of the way from a to b along the great circle (turning about the
-    vertical when they are opposite)."""
-    a = a / max(1e-9, float(np.linalg.norm(a)))
-    b = b / max(1e-9, float(np.linalg.norm(b)))
-    angle = math.acos(min(1.0, max(-1.0, float(np.dot(a, b)))))
-    if angle < 1e-6:
-        return a
-    axis = np.cross(a, b)
-    if float(np.linalg.norm(axis)) < 1e-6:
-        axis = np.array([0.0, 0.0, 1.0])
-    axis = axis / float(np.linalg.norm(axis))
-    t = angle * u  # Rodrigues' rotation of a about axis by t
-    return (
-        a * math.cos(t)
-        + np.cross(axis, a) * math.sin(t)
-        + axis * np.dot(axis, a) * (1 - math.cos(t))
-    )
+def _turn(a: np.ndarray, b: np.ndarray, u: float) -> np.ndarray:
+    """The view direction u of the way from a to b: heading the short way round, pitch
+    linearly, so a turn never passes through looking at the floor or the ceiling."""
+    ha, hb = math.atan2(a[1], a[0]), math.atan2(b[1], b[0])
+    pa = math.atan2(a[2], math.hypot(a[0], a[1]))
+    pb = math.atan2(b[2], math.hypot(b[0], b[1]))
+    dh = (hb - ha + math.pi) % (2 * math.pi) - math.pi
+    h, p = ha + dh * u, pa + (pb - pa) * u
+    return np.array([math.cos(h) * math.cos(p), math.sin(h) * math.cos(p), math.sin(p)])
 
 
 def _turn_deg(before: Shot, after: Shot) -> float:
