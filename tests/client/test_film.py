@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def tiny_spec(tmp_path: Path, name: str = "rooftop_signal", duration_s: float = 
     source = SHIPPED_DIR / f"{name}.toml"
     text = source.read_text()
     text = text.replace('screenplay = "', f'screenplay = "{SHIPPED_DIR}/')
-    text = text.replace("size = [1280, 720]", "size = [128, 72]")
+    text = re.sub(r"(?m)^size = \[[^\]]*\].*$", "size = [128, 72]", text)
     lines = [ln for ln in text.splitlines() if not ln.startswith(("duration_s", "fps"))]
     path = tmp_path / f"tiny_{name}.toml"
     path.write_text("\n".join([f"duration_s = {duration_s}", "fps = 6", *lines]) + "\n")
