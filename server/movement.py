@@ -15,7 +15,8 @@ walking at 5 m/s banks 2 m/s of unused budget, so inputs that arrive bunched by 
 
 Standing still. A claim equal to the avatar's previous claim is not a move: the client has not
 moved since, so the server keeps its own position, which crowd separation may have changed. Nor
-is a claim of a position the server itself gave this avatar in the last ``ECHO_TICKS`` ticks:
+is a claim that jumps to (within ``ECHO_CM`` of) a position the server itself gave this avatar
+in the last ``ECHO_TICKS`` ticks:
 that is a client taking in a correction (client/prediction.py adopts the position it is told),
 not asking to go back there. A client that stands still therefore never drags its avatar back
 into the crowd that pushed it out (that tug of war kept standing pairs 4-6 cm inside each other
@@ -146,9 +147,13 @@ class MoveValidator:
             repeat = (target == self._claim_m[ids]).all(axis=1)
             # Within a centimetre or two: the client's replay and the wire's rounding move an
             # adopted position that much; a walking client moves 12 cm per input.
+            # Only a claim that jumped can be an adopted correction: a slow walker's claims
+            # creep by less than ECHO_CM and are moves.
+            claim_cm = _to_cm(target)
+            jumped = np.abs(claim_cm - _to_cm(self._claim_m[ids])).max(axis=1) > ECHO_CM
             told = self._told_cm[ids].astype(np.int64)
-            off_cm = np.abs(_to_cm(target)[:, None, :] - told).max(axis=2)
-            repeat |= (off_cm <= ECHO_CM).any(axis=1)
+            off_cm = np.abs(claim_cm[:, None, :] - told).max(axis=2)
+            repeat |= jumped & (off_cm <= ECHO_CM).any(axis=1)
         delta = np.where(repeat[:, None], 0.0, target - pos)
         # A claim that is not a pair of finite numbers asks for nothing (the wire's int16 cm
         # cannot carry one; tools can).

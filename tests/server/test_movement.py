@@ -171,3 +171,15 @@ def test_a_crowd_that_stands_comes_to_rest(scene: str) -> None:
         # The same people through the previous movement path stay inside each other.
         before = crowd.simulate(LAYOUT, crowd.PreviousServer(LAYOUT), start, goal, True)
         assert before.pairs_over_3cm > 0
+
+
+def test_a_slow_walker_near_where_the_server_had_it_still_moves() -> None:
+    """Claims that creep by a centimetre are moves, not echoes of an earlier answer."""
+    mv = MoveValidator(LAYOUT)
+    ids = np.array([0, 1])
+    pos = np.array([[0.0, -6.0], [3.0, -6.0]])
+    for k in range(1, 30):
+        claims = np.array([[0.01 * k, -6.0], [3.0, -6.0]])
+        pos = mv.validate(pos, claims, np.full(2, 0.05), ids)
+        pos = mv.separate(pos, ids)
+    assert pos[0, 0] == pytest.approx(0.29)
