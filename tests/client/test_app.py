@@ -19,6 +19,7 @@ from client.app import NeonBarApp, color_for, run
 from client.avatars import FADE_S
 from client.capture import Capture
 from neonbar.errors import UserError
+from neonbar.video import probe
 
 __all__ = ["showbase"]
 
@@ -182,8 +183,10 @@ def test_capture_writes_png_and_mp4(showbase, tmp_path) -> None:
     assert done
     img = cv2.imread(str(shot))
     assert img.shape == (180, 320, 3) and img.mean() > 8
-    cap = cv2.VideoCapture(str(video))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) >= 8
+    # How many frames fit in 0.4 s of wall time depends on how busy the machine is; what must
+    # hold is a playable H.264 file of real frames.
+    info = probe(video)
+    assert info.frames >= 2 and info.codec == "h264" and (info.width, info.height) == (320, 180)
 
 
 def test_capture_refuses_bad_paths(tmp_path) -> None:
