@@ -21,8 +21,10 @@ client in the same group; per client only the small message header differs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 MAX_AVATAR_IDS = 65536
 _MIN_CAPACITY = 256
@@ -46,10 +48,10 @@ class _TickState:
     """The quantized world at one tick, indexed by avatar id (values of absent ids are stale)."""
 
     tick: int
-    x_cm: np.ndarray  # int16[capacity], indexed by avatar id
-    y_cm: np.ndarray  # int16
-    yaw: np.ndarray  # uint16
-    near: dict[int, np.ndarray]  # cell -> sorted avatar ids
+    x_cm: npt.NDArray[np.int16]  # [capacity], indexed by avatar id
+    y_cm: npt.NDArray[np.int16]
+    yaw: npt.NDArray[np.uint16]
+    near: dict[int, npt.NDArray[np.int64]]  # cell -> sorted avatar ids
 
 
 class SnapshotEncoder:
@@ -114,13 +116,16 @@ class SnapshotEncoder:
         row = min(max(row, 0), self.rows - 1)
         return row * self.cols + col
 
-    def cells_of(self, x_cm: np.ndarray, y_cm: np.ndarray) -> np.ndarray:
+    def cells_of(
+        self, x_cm: npt.NDArray[np.integer[Any]], y_cm: npt.NDArray[np.integer[Any]]
+    ) -> npt.NDArray[np.int64]:
         """cell_of for many positions at once."""
         col = np.floor((np.asarray(x_cm, np.float64) + self.half_x_cm) / self.cell_cm)
         row = np.floor((np.asarray(y_cm, np.float64) + self.half_y_cm) / self.cell_cm)
         col = np.clip(col, 0, self.cols - 1).astype(np.int64)
         row = np.clip(row, 0, self.rows - 1).astype(np.int64)
-        return row * self.cols + col
+        cells: npt.NDArray[np.int64] = row * self.cols + col
+        return cells
 
     @property
     def tick(self) -> int:
@@ -131,11 +136,11 @@ class SnapshotEncoder:
     def begin_tick(
         self,
         tick: int,
-        ids: np.ndarray,
-        x_cm: np.ndarray,
-        y_cm: np.ndarray,
-        yaw: np.ndarray,
-        cells: np.ndarray | list[int],
+        ids: npt.NDArray[np.integer[Any]],
+        x_cm: npt.NDArray[np.integer[Any]],
+        y_cm: npt.NDArray[np.integer[Any]],
+        yaw: npt.NDArray[np.integer[Any]],
+        cells: npt.NDArray[np.integer[Any]] | list[int],
     ) -> None:
         """Record the world at `tick` and compute the slices of every cell in `cells`.
 
@@ -168,13 +173,18 @@ class SnapshotEncoder:
         state.yaw[ids] = yaw
         state.near = {}
         self._now = state
-        self._ids = ids
+        self._ids = cast(npt.NDArray[np.int64], ids)  # the asarray above
         self._bodies = {}
         self._slices = {}
         self._usable = {}
         self._compute_slices(np.unique(np.asarray(cells, dtype=np.int64)), x_cm, y_cm)
 
-    def _compute_slices(self, cells: np.ndarray, x_cm: np.ndarray, y_cm: np.ndarray) -> None:
+    def _compute_slices(
+        self,
+        cells: npt.NDArray[np.int64],
+        x_cm: npt.NDArray[np.integer[Any]],
+        y_cm: npt.NDArray[np.integer[Any]],
+    ) -> None:
         now = self._now
         assert now is not None
         ids, tick, n = self._ids, now.tick, len(self._ids)
@@ -238,7 +248,7 @@ class SnapshotEncoder:
                 hi - lo,
             )
 
-    def near(self, cell: int) -> np.ndarray:
+    def near(self, cell: int) -> npt.NDArray[np.int64]:
         """The sorted ids of the near set of `cell` at the current tick."""
         assert self._now is not None
         if cell not in self._slices:
@@ -256,11 +266,11 @@ class SnapshotEncoder:
 
     def pick_bases(
         self,
-        cells: np.ndarray,
-        acks: np.ndarray,
-        sent_tick: np.ndarray,
-        sent_cell: np.ndarray,
-    ) -> np.ndarray:
+        cells: npt.NDArray[np.int64],
+        acks: npt.NDArray[np.int64],
+        sent_tick: npt.NDArray[np.int64],
+        sent_cell: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.int64]:
         """Each client's base tick (-1: a full snapshot), for many clients at once.
 
         Args:
@@ -286,7 +296,12 @@ class SnapshotEncoder:
         use_ack = self._usable_mask(same_ack & ~use_aligned, cells, acks)
         return np.where(use_aligned, aligned, np.where(use_ack, acks, -1))
 
-    def _usable_mask(self, mask: np.ndarray, cells: np.ndarray, bases: np.ndarray) -> np.ndarray:
+    def _usable_mask(
+        self,
+        mask: npt.NDArray[np.bool_],
+        cells: npt.NDArray[np.int64],
+        bases: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
         """usable_base for the masked clients, asked once per distinct (cell, base)."""
         out = np.zeros(len(mask), dtype=bool)
         rows = np.flatnonzero(mask)
@@ -436,10 +451,10 @@ class SnapshotEncoder:
 class _CellView:
     """One cell's slices at the current tick, with the columns every group of the cell reuses."""
 
-    near: np.ndarray  # sorted ids (int64)
-    x: np.ndarray  # near avatars' state (int32, for delta arithmetic)
-    y: np.ndarray
-    yaw: np.ndarray
+    near: npt.NDArray[np.int64]  # sorted ids
+    x: npt.NDArray[np.int32]  # near avatars' state (int32, for delta arithmetic)
+    y: npt.NDArray[np.int32]
+    yaw: npt.NDArray[np.int32]
     rest_columns: tuple[bytes, bytes, bytes, bytes]  # mid + far slices, packed per column
     rest_count: int
     _full: SnapshotBody | None = None

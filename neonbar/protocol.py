@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import numpy as np
+import numpy.typing as npt
 
 from neonbar.looks import shipped_looks
 from neonbar.text import TextRefused, check_chat, check_name
@@ -408,7 +409,8 @@ def _validate(msg: Any, schemas: Mapping[str, Mapping[str, F]]) -> dict[str, Any
 
 def encode(msg: Mapping[str, Any]) -> bytes:
     """Serialize one message (a dict with "t") to a frame."""
-    return msgpack.packb(msg, use_bin_type=True)
+    frame: bytes = msgpack.packb(msg, use_bin_type=True)
+    return frame
 
 
 def _unpack(data: bytes, max_bytes: int) -> Any:
@@ -493,7 +495,12 @@ DELTA_RECORD_BYTES = 6
 ABS_RECORD_BYTES = 8
 
 
-def pack_delta(ids: np.ndarray, dx: np.ndarray, dy: np.ndarray, dyaw: np.ndarray) -> bytes:
+def pack_delta(
+    ids: npt.NDArray[np.integer[Any]],
+    dx: npt.NDArray[np.integer[Any]],
+    dy: npt.NDArray[np.integer[Any]],
+    dyaw: npt.NDArray[np.integer[Any]],
+) -> bytes:
     return b"".join(
         (
             ids.astype("<u2").tobytes(),
@@ -504,7 +511,11 @@ def pack_delta(ids: np.ndarray, dx: np.ndarray, dy: np.ndarray, dyaw: np.ndarray
     )
 
 
-def unpack_delta(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def unpack_delta(
+    blob: bytes,
+) -> tuple[
+    npt.NDArray[np.uint16], npt.NDArray[np.int8], npt.NDArray[np.int8], npt.NDArray[np.int16]
+]:
     n, rest = divmod(len(blob), DELTA_RECORD_BYTES)
     if rest:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "snap: delta section has a partial record")
@@ -515,7 +526,12 @@ def unpack_delta(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return ids, dx, dy, dyaw
 
 
-def pack_absolute(ids: np.ndarray, x: np.ndarray, y: np.ndarray, yaw: np.ndarray) -> bytes:
+def pack_absolute(
+    ids: npt.NDArray[np.integer[Any]],
+    x: npt.NDArray[np.integer[Any]],
+    y: npt.NDArray[np.integer[Any]],
+    yaw: npt.NDArray[np.integer[Any]],
+) -> bytes:
     return b"".join(
         (
             ids.astype("<u2").tobytes(),
@@ -526,7 +542,11 @@ def pack_absolute(ids: np.ndarray, x: np.ndarray, y: np.ndarray, yaw: np.ndarray
     )
 
 
-def unpack_absolute(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def unpack_absolute(
+    blob: bytes,
+) -> tuple[
+    npt.NDArray[np.uint16], npt.NDArray[np.int16], npt.NDArray[np.int16], npt.NDArray[np.uint16]
+]:
     n, rest = divmod(len(blob), ABS_RECORD_BYTES)
     if rest:
         raise ProtocolError(ErrorCode.INVALID_FIELD, "snap: absolute section has a partial record")
@@ -545,7 +565,7 @@ def yaw_to_units(yaw_rad: float) -> int:
     return round(yaw_rad / (2 * math.pi) * YAW_UNITS) % YAW_UNITS
 
 
-def units_to_yaw(units: int | np.ndarray) -> Any:
+def units_to_yaw(units: int | npt.NDArray[np.integer[Any]]) -> Any:
     """16-bit yaw -> radians in [0, 2π)."""
     return np.asarray(units, dtype=np.float64) * (2 * math.pi / YAW_UNITS)
 

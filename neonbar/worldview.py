@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from neonbar import protocol
 from neonbar.protocol import CM_PER_M, YAW_UNITS, ProtocolError
@@ -41,10 +42,10 @@ _MAX_IDS = 65536
 class AvatarStates:
     """Decoded state of every avatar at one tick; ids sorted ascending."""
 
-    ids: np.ndarray  # int64
-    x_cm: np.ndarray  # int32
-    y_cm: np.ndarray  # int32
-    yaw_units: np.ndarray  # int32, 0..65535
+    ids: npt.NDArray[np.int64]
+    x_cm: npt.NDArray[np.int32]
+    y_cm: npt.NDArray[np.int32]
+    yaw_units: npt.NDArray[np.int32]  # 0..65535
 
     @classmethod
     def empty(cls) -> AvatarStates:
@@ -118,7 +119,7 @@ class SnapshotResult:
 
     ack: int  # tick to acknowledge in the next input; -1 asks for a full snapshot
     applied: bool
-    updated_ids: np.ndarray  # avatars that had a record in this snapshot
+    updated_ids: npt.NDArray[np.int64]  # avatars that had a record in this snapshot
 
 
 class WorldView:
@@ -147,7 +148,7 @@ class WorldView:
         """Distinct avatars that ever had a record in a snapshot."""
         return int(self._seen.sum())
 
-    def seen_ids(self) -> np.ndarray:
+    def seen_ids(self) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self._seen)
 
     def current(self) -> AvatarStates:
@@ -219,7 +220,7 @@ class WorldView:
 
     def sample(
         self, render_time_s: float, exclude: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Interpolated avatars at server time `render_time_s`; see `InterpolationBuffer`."""
         if self.buffer is None:
             raise RuntimeError("this WorldView was built without interpolation")
@@ -231,7 +232,7 @@ class WorldView:
         return SnapshotResult(-1, False, np.empty(0, np.int64))
 
 
-def _wrap_pi(angle_rad: np.ndarray) -> np.ndarray:
+def _wrap_pi(angle_rad: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Angles to [-π, π): the short way round."""
     return (angle_rad + math.pi) % TWO_PI - math.pi
 
@@ -255,8 +256,8 @@ class InterpolationBuffer:
             of its update period: 0.5 means it plays at 0.5x-1.5x speed while adapting.
     """
 
-    _ids: np.ndarray  # avatar id of each row, -1 when free
-    _active: np.ndarray  # bool per row
+    _ids: npt.NDArray[np.int64]  # avatar id of each row, -1 when free
+    _active: npt.NDArray[np.bool_]  # per row
 
     def __init__(
         self,
@@ -285,7 +286,9 @@ class InterpolationBuffer:
         n_old = 0 if old is None else old.shape[0]
         shape = (capacity, self.depth)
 
-        def grow(arr: np.ndarray | None, fill: float, two_d: bool) -> np.ndarray:
+        def grow(
+            arr: npt.NDArray[np.float64] | None, fill: float, two_d: bool
+        ) -> npt.NDArray[np.float64]:
             new = np.full(shape if two_d else (capacity,), fill, np.float64)
             if arr is not None:
                 new[:n_old] = arr
@@ -324,7 +327,7 @@ class InterpolationBuffer:
         self._free.append(row)
         self._rows_dirty = True
 
-    def _rows_for(self, ids: np.ndarray) -> np.ndarray:
+    def _rows_for(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         rows = self._row_of[ids]
         for i in np.flatnonzero(rows < 0):  # only avatars never seen before: rare
             if not self._free:
@@ -341,7 +344,12 @@ class InterpolationBuffer:
         return rows
 
     def _shift_in(
-        self, rows: np.ndarray, t: Any, x: np.ndarray, y: np.ndarray, yaw: np.ndarray
+        self,
+        rows: npt.NDArray[np.integer[Any]],
+        t: float | npt.NDArray[np.float64],
+        x: npt.NDArray[np.float64],
+        y: npt.NDArray[np.float64],
+        yaw: npt.NDArray[np.float64],
     ) -> None:
         for arr, value in ((self._t, t), (self._x, x), (self._y, y), (self._yaw, yaw)):
             arr[rows, :-1] = arr[rows, 1:]
@@ -349,10 +357,10 @@ class InterpolationBuffer:
 
     def push(
         self,
-        ids: np.ndarray,
-        x_m: np.ndarray,
-        y_m: np.ndarray,
-        yaw_rad: np.ndarray,
+        ids: npt.NDArray[np.integer[Any]],
+        x_m: npt.NDArray[np.float64],
+        y_m: npt.NDArray[np.float64],
+        yaw_rad: npt.NDArray[np.float64],
         st_s: float,
     ) -> None:
         """Record the new states of `ids` (distinct) as of server time `st_s`."""
@@ -397,7 +405,7 @@ class InterpolationBuffer:
         self._extra[young] = np.maximum(0.0, self._period[young] - self.tick_s)
         self._shift_in(rows, st_s, x_m, y_m, yaw_rad)
 
-    def _rows(self) -> np.ndarray:
+    def _rows(self) -> npt.NDArray[np.intp]:
         if self._rows_dirty:
             self._active_rows = np.flatnonzero(self._active)
             self._rows_dirty = False
@@ -405,7 +413,7 @@ class InterpolationBuffer:
 
     def sample(
         self, render_time_s: float, exclude: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Positions of every avatar at server time `render_time_s` (already delayed).
 
         Returns:
