@@ -15,16 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from client.reactions.calibration import (
-    PROMPTS,
-    TOTAL_S,
-    calibration_path,
-    fit,
-    load_model,
-    prompt_at,
-)
 from client.reactions.micro import MicroEvent
-from client.reactions.pipeline import ReactionEngine, Reactor
 from client.reactions.sources import VideoFileSource, WebcamSource
 from neonbar import reaction as wire
 from neonbar.errors import UserError
@@ -62,6 +53,9 @@ def _line(r: wire.Reaction) -> str:
 
 
 def _calibrate(source: Any, args: argparse.Namespace) -> str:
+    from client.reactions.calibration import PROMPTS, calibration_path, fit, load_model, prompt_at
+    from client.reactions.pipeline import ReactionEngine
+
     engine = ReactionEngine(model=load_model(args.data))
     samples: dict[str, list[Any]] = {p.name: [] for p in PROMPTS}
     shown = None
@@ -96,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         source = VideoFileSource(args.video, realtime=False)
         name = str(args.video)
+    # the source is checked first: a missing camera or file is refused before torch and
+    # mediapipe load (seconds on a small machine)
+    from client.reactions.calibration import TOTAL_S, load_model
+    from client.reactions.pipeline import ReactionEngine, Reactor
+
     calibration = None
     if args.calibrate:
         if not args.json:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from client.reactions.synthetic import write_video
+from client.reactions.synthetic import FaceAnimator, write_video
 from neonbar import reaction as wire
 
 pytestmark = pytest.mark.render
@@ -56,8 +56,9 @@ def stage(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     env = {**os.environ, "NEONBAR_SCENES": str(tmp / "scenes"), "NEONBAR_CACHE": str(tmp / "c"),
            "NEONBAR_DATA": str(tmp / "client")}  # fmt: skip
-    face = write_video(tmp / "face.mp4", duration_s=10.0)
-    short = write_video(tmp / "short.mp4", duration_s=3.0)
+    animator = FaceAnimator()
+    face = write_video(tmp / "face.mp4", duration_s=10.0, fps=15, animator=animator)
+    short = write_video(tmp / "short.mp4", duration_s=2.0, fps=15, animator=animator)
     (tmp / "trial.fountain").write_text(TRIAL)
     for name, clip, play in (("trial_hard", short, None), ("trial_soft", short, None),
                              ("trial", face, tmp / "trial.fountain")):  # fmt: skip
@@ -100,7 +101,7 @@ def test_bots_and_a_face_video_fill_the_felt_arc_and_take_a_branch(stage):
             time.sleep(0.2)
         time.sleep(2.0)  # its reactor is reading the video by now
         bots = _neonbar("bots", "--server", url, "--room", ROOM, "--token", host, "--count", "5",
-                        "--duration", "15", "--play", "trial", "--react", "--beats", "--json",
+                        "--duration", "11", "--play", "trial", "--react", "--beats", "--json",
                         "--chatty", "0", env=env, timeout=120)  # fmt: skip
         assert bots.returncode == 0, bots.stderr[-3000:]
         report = json.loads(bots.stdout)
