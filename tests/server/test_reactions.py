@@ -217,6 +217,9 @@ def test_seeking_back_before_a_branch_point_decides_it_again(host):
     try:
         playback = _play(room, host, at=22.0)
         playback._load = lambda *a, **k: None
+        # the branch point is a second away: let its worker thread load it before the ticks,
+        # which here run faster than real time
+        room.features["reactions"]._scene("last_train", wait=True)
         s, link = _join(host, room, "ada")
         _watch_to(host, room, [s], 22.0, 23.2, arousal=0.9)
         playback.timeline = playback.timeline.seek(17.0, host.now)
