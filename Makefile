@@ -42,9 +42,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/neonbar demo
 
+# neonbar/ is typed strictly: it is the contract both sides and third-party tools build on.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check neonbar server client bench tests
+	$(BIN)/mypy --strict neonbar
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
