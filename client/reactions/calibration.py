@@ -120,19 +120,29 @@ def fit(
     ).reshape(-1, 1)
     net = model.net
     net.train()
-    start = [p.detach().clone() for p in net.parameters()]
-    opt = torch.optim.Adam(net.parameters(), lr=0.02)
-    for _ in range(steps):
-        opt.zero_grad()
+    params = list(net.parameters())
+    start = [p.detach().clone() for p in params]
+    # Adam (lr 0.02, betas 0.9 / 0.999) written out: torch.optim imports torch._dynamo on first
+    # use, which costs more than the whole fit on a small machine
+    lr, beta1, beta2, eps = 0.02, 0.9, 0.999, 1e-8
+    m1 = [torch.zeros_like(p) for p in params]
+    m2 = [torch.zeros_like(p) for p in params]
+    for step in range(1, steps + 1):
+        for p in params:
+            p.grad = None
         intensity, affect = net(x)
         loss = (weights * (intensity - target_i) ** 2).sum() + (
             weights * (affect - target_a) ** 2
         ).sum()
-        loss = loss + l2 * sum(
-            ((p - p0) ** 2).sum() for p, p0 in zip(net.parameters(), start, strict=True)
-        )
+        loss = loss + l2 * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start, strict=True))
         loss.backward()
-        opt.step()
+        with torch.no_grad():
+            for p, a, b in zip(params, m1, m2, strict=True):
+                assert p.grad is not None
+                a.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                b.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                denom = (b / (1 - beta2**step)).sqrt_().add_(eps)
+                p.addcdiv_(a, denom, value=-lr / (1 - beta1**step))
     net.eval()
     model.calibrated = True
     return model
