@@ -709,34 +709,12 @@ def _describe_connect_failure(url: str, exc: BaseException) -> str:
     )
 
 
-class NetSession:
-    """An `AsyncSession` on a daemon thread, for a frame loop that must never block.
+class SessionState:
+    """What the app reads of a session, mirrored from its `AsyncSession` (plain attribute reads
+    are atomic, so the app's thread may read them while the network thread writes)."""
 
-    Every method is non-blocking and safe to call from the frame loop's thread; `stop()` waits
-    (bounded) for the bye to go out.
-    """
+    _session: AsyncSession
 
-    def __init__(
-        self,
-        server_url: str,
-        room: str | None,
-        name: str,
-        token: str | None = None,
-        color: str | None = None,
-    ) -> None:
-        self._lock = threading.Lock()
-        # A join link printed by `neonbar invite` carries the room and the token.
-        server_url, link_room, link_token = split_join_link(server_url)
-        room = room or link_room or "lobby"
-        token = token or link_token
-        self._session = AsyncSession(
-            server_url, room, name, token, color, retry_first_connect=True, view_lock=self._lock
-        )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._poll_seen = 0
-
-    # state mirrored from the network thread (plain attribute reads are atomic)
     @property
     def state(self) -> ConnectionState:
         return self._session.state
@@ -769,6 +747,34 @@ class NetSession:
     def session(self) -> AsyncSession:
         """The underlying session (tests, diagnostics); touch it only from the net thread."""
         return self._session
+
+
+class NetSession(SessionState):
+    """An `AsyncSession` on a daemon thread, for a frame loop that must never block.
+
+    Every method is non-blocking and safe to call from the frame loop's thread; `stop()` waits
+    (bounded) for the bye to go out.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        room: str | None,
+        name: str,
+        token: str | None = None,
+        color: str | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        # A join link printed by `neonbar invite` carries the room and the token.
+        server_url, link_room, link_token = split_join_link(server_url)
+        room = room or link_room or "lobby"
+        token = token or link_token
+        self._session = AsyncSession(
+            server_url, room, name, token, color, retry_first_connect=True, view_lock=self._lock
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._poll_seen = 0
 
     def start(self) -> None:
         if self._thread is not None:

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from client.net import AsyncSession, ConnectionState
+from client.net import AsyncSession, SessionState
 from client.recording import Recording, read_session
 from neonbar.errors import UserError
 
@@ -40,7 +40,7 @@ SCREEN_WAIT_S = 5.0  # longest wait for the big screen's decoder to hold the fra
 SCREENSHOT_AFTER_PLAY_S = 7.0  # the default screenshot: the scene under way, the screen in view
 
 
-class RecordedSession:
+class RecordedSession(SessionState):
     """The app's network session, played back from a recording by a virtual clock."""
 
     def __init__(self, recording: Recording) -> None:
@@ -58,34 +58,6 @@ class RecordedSession:
         self.frames_fed = 0
 
     # ------------------------------------------------------------------ Session protocol
-
-    @property
-    def state(self) -> ConnectionState:
-        return self._session.state
-
-    @property
-    def ping_ms(self) -> float | None:
-        return self._session.ping_ms
-
-    @property
-    def you(self) -> int | None:
-        return self._session.you
-
-    @property
-    def role(self) -> str | None:
-        return self._session.role
-
-    @property
-    def last_error(self) -> str | None:
-        return self._session.last_error
-
-    @property
-    def roster(self) -> dict[int, dict[str, Any]]:
-        return self._session.roster
-
-    @property
-    def session(self) -> AsyncSession:
-        return self._session
 
     def start(self) -> None:
         pass
