@@ -12,12 +12,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 setup: $(STAMP)
 
 # Offscreen rendering needs Mesa's EGL/OpenGL (most machines already have it); the
-# 花樣年華 sign needs a font with Chinese glyphs (without one it shows its English title).
-APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 fonts-wqy-microhei fontconfig
+# 花樣年華 sign needs a font with Chinese glyphs (without one it shows its English title);
+# the demo's window test runs it on a virtual display (Xvfb) and types into it (xdotool).
+APT_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 fonts-wqy-microhei fontconfig xvfb xdotool
 system-deps:
 	@missing=; \
 	ldconfig -p | grep -q 'libEGL_mesa.so' || missing=yes; \
 	{ command -v fc-list >/dev/null && fc-list :lang=zh | grep -q . ; } || missing=yes; \
+	command -v Xvfb >/dev/null && command -v xdotool >/dev/null || missing=yes; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null; then \
 	  echo "[0/3] system packages: $(APT_PACKAGES)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
