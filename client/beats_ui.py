@@ -17,7 +17,8 @@ Keys (docs/beats.md):
 Everyone sees a beat once the server has committed it: a tick on the timeline strip under the
 screen in the emotion's colour (height by intensity, a bar for a range, the one nearest the play
 head labelled with author and note), a glyph rising above the author's avatar, and a pulse on the
-screen at the pinned spot.
+screen at the pinned spot. Pointing the mouse at a tick labels that beat by the tick (emotion,
+author, time, intensity, note); the right button turning the avatar does not hover.
 
 `BeatBook` (what this client knows) and `BeatKeys` (keys to messages) are plain objects;
 `BeatsUi` wires them to Panda3D.
@@ -49,6 +50,9 @@ TAP_INTENSITY = 0.4
 HOLD_FULL_S = 1.2  # a key held this long marks intensity 1.0
 TAP_S = 0.15  # a press shorter than this is a tap (a quick press lasts 60-120 ms)
 NEAR_S = 2.0  # the beat this close to the play head is labelled on the strip
+HOVER_SLACK_PX = 6.0  # the mouse this close to a tick (window pixels) hovers it
+LABEL_WRAP = 40.0  # label lines wrap at this many text units (about 7.7 m on the 9.6 m strip)
+HOVER_WRAP = 26.0  # the hover label is narrower: it sits by its tick
 GLYPH_S = 2.4
 PULSE_S = 1.4
 POINTER_SEND_HZ = 15.0
@@ -57,6 +61,15 @@ MAX_TICKS = 300  # beats drawn one tick each on the strip; more are binned
 TICK_BINS = 150  # bins across the strip for a crowded scene (~4 cm each)
 
 Send = Callable[[dict[str, Any]], None]
+
+
+def describe(b: Beat, author: str) -> str:
+    """A standing beat as the strip labels it: emotion, author, time, intensity, then the note
+    on a line of its own, e.g. 'joy · ben · 20.0–24.0 s · intensity 1.00'."""
+    when = f"{b.t_in_s:.1f} s" if b.t_out_s is None else f"{b.t_in_s:.1f}–{b.t_out_s:.1f} s"
+    edited = " (edited)" if b.op == "edit" else ""
+    note = f"\n“{b.note}”" if b.note else ""
+    return f"{b.emotion} · {author} · {when} · intensity {b.intensity:.2f}{edited}{note}"
 
 
 def hold_intensity(held_s: float) -> float:
@@ -153,6 +166,28 @@ class BeatBook:
             d = 0.0 if b.t_in_s <= t_s <= end else min(abs(t_s - b.t_in_s), abs(t_s - end))
             if d <= window_s and (best is None or d < best[0]):
                 best = (d, b)
+        return best[1] if best else None
+
+    def under(self, scene: str | None, t_s: float, slack_s: float) -> Beat | None:
+        """The beat whose tick is at `t_s` on the strip, give or take `slack_s` (the tick's
+        half width and the mouse's slack in scene seconds): the nearest point beat, else the
+        shortest range that covers `t_s` (a point tick drawn over a range stays reachable)."""
+        _, beats, starts, longest = self._scene(scene)
+        lo = bisect.bisect_left(starts, t_s - slack_s - longest)
+        hi = bisect.bisect_right(starts, t_s + slack_s)
+        best: tuple[tuple[int, float], Beat] | None = None
+        for b in beats[lo:hi]:
+            if b.t_out_s is None:
+                d = abs(t_s - b.t_in_s)
+                if d > slack_s:
+                    continue
+                rank = (0, d)
+            else:
+                if not b.t_in_s - slack_s <= t_s <= b.t_out_s + slack_s:
+                    continue
+                rank = (1, b.t_out_s - b.t_in_s)
+            if best is None or rank < best[0]:
+                best = (rank, b)
         return best[1] if best else None
 
 
@@ -378,6 +413,8 @@ class BeatsUi:
         clock: seconds, the app's animation clock.
         pointer_source: returns the mouse's (x, y) on the frame or None; default: a ray from
             the camera through the mouse onto the screen.
+        hover_source: returns the mouse in the window (lens film coordinates, -1..1) or None;
+            default: the mouse watcher's, except while the right button turns the avatar.
     """
 
     def __init__(
@@ -393,6 +430,7 @@ class BeatsUi:
         clock: Callable[[], float] = time.monotonic,
         captured: Callable[[], bool] = lambda: False,
         pointer_source: Callable[[], tuple[float, float] | None] | None = None,
+        hover_source: Callable[[], tuple[float, float] | None] | None = None,
     ) -> None:
         from direct.showbase.DirectObject import DirectObject
         from panda3d.core import TransparencyAttrib
@@ -401,6 +439,8 @@ class BeatsUi:
         self._send, self._me, self._you, self._toast = send, me, you, toast
         self._clock, self._captured = clock, captured
         self._pointer_source = pointer_source or self._mouse_on_screen
+        self._hover_source = hover_source or self._mouse_in_window
+        self.hovered: Beat | None = None
         self.book = BeatBook()
         self.keys = BeatKeys(send, self._scene_time, self.pointer, toast, me, self.book)
         self.pointer_held = False
@@ -426,7 +466,9 @@ class BeatsUi:
         self.overlay.setDepthWrite(False)
         self.overlay.setBin("fixed", 10)
         self._dots: dict[int, Any] = {}
-        self._label = self._make_label()
+        self._label = self._make_label("beat-near", LABEL_WRAP)
+        self._hover_label = self._make_label("beat-hover", HOVER_WRAP)
+        self._hover_stem = self._make_stem()
         from direct.gui.OnscreenText import OnscreenText
         from panda3d.core import TextNode
 
@@ -642,6 +684,41 @@ class BeatsUi:
         left, right, bottom, top = self.picture_rect()
         return left + x * (right - left), top - y * (top - bottom)
 
+    def _mouse_in_window(self) -> tuple[float, float] | None:
+        from panda3d.core import MouseButton
+
+        mw = self.base.mouseWatcherNode
+        if mw is None or not mw.hasMouse():
+            return None
+        if mw.isButtonDown(MouseButton.three()):
+            return None  # right-drag turns the avatar: the cursor sweeps past ticks
+        return mw.getMouseX(), mw.getMouseY()
+
+    def hover_at(self, film: tuple[float, float] | None) -> tuple[Beat, float] | None:
+        """The beat under a point of the window (lens film coordinates, -1..1, like the
+        mouse), and the strip x (metres) its label points at; None off the strip's ticks."""
+        timeline = self.watch.timeline
+        duration = timeline.duration_s
+        if film is None or timeline.scene is None or not duration:
+            return None
+        bar = self.watch.bar
+        from client.timeline_bar import MARK_HALF_WIDTH_M
+
+        hit = bar.pick(self.base.cam, self.base.camLens, film, HOVER_SLACK_PX,
+                       self.base.win.getXSize() if self.base.win else 1.0)  # fmt: skip
+        if hit is None:
+            return None
+        x_m, fraction, slack_m = hit
+        per_m = duration / bar.track_m
+        b = self.book.under(timeline.scene, fraction * duration,
+                            (slack_m + MARK_HALF_WIDTH_M) * per_m)  # fmt: skip
+        if b is None:
+            return None
+        if b.t_out_s is None:
+            return b, bar.x_of(min(1.0, b.t_in_s / duration))
+        lo, hi = bar.x_of(min(1.0, b.t_in_s / duration)), bar.x_of(min(1.0, b.t_out_s / duration))
+        return b, min(max(x_m, lo), hi)
+
     def _mouse_on_screen(self) -> tuple[float, float] | None:
         from panda3d.core import Point3
 
@@ -669,7 +746,7 @@ class BeatsUi:
     # ------------------------------------------------------------------------ frame
 
     def update(self) -> None:
-        """Once per frame: pointer, strip ticks, near label, glyphs and pulses."""
+        """Once per frame: pointer, strip ticks, hover and near labels, glyphs and pulses."""
         now = self._clock()
         if self.pointer_held:
             spot = self._pointer_source()
@@ -684,6 +761,7 @@ class BeatsUi:
             self._hold_text.setText(holding or "")
         self._draw_pointers(now)
         self._draw_ticks()
+        self._draw_hover()
         self._draw_label()
         self._animate(now)
 
@@ -769,28 +847,46 @@ class BeatsUi:
         node.setSz(0.7 + 1.3 * b.intensity)
         if b.t_out_s is not None:
             end = min(1.0, b.t_out_s / duration)
-            width_m = max(0.04, (end - start) * (bar.width_m - 0.2))
+            width_m = max(0.04, (end - start) * bar.track_m)
             node.setSx(width_m / 0.04)
             node.setX(node.getX() + width_m / 2 - 0.02)
             node.setAlphaScale(0.7)
         return node
 
-    def _make_label(self) -> Any:
+    def _make_label(self, name: str, wrap: float) -> Any:
+        """A label under the strip: coloured text on a dark card, lines wrapped at `wrap`."""
         from panda3d.core import TextNode
 
         bar = self.watch.bar
-        tn = TextNode("beat-near")
+        tn = TextNode(name)
         if self._font is not None:
             tn.setFont(self._font)
         tn.setAlign(TextNode.ACenter)
-        tn.setCardColor(0.02, 0.02, 0.05, 0.8)
+        tn.setWordwrap(wrap)
+        tn.setCardColor(0.02, 0.02, 0.05, 0.85)
         tn.setCardAsMargin(0.4, 0.4, 0.2, 0.2)
         tn.setCardDecal(True)  # the text drawn on its card, not fighting it for depth
+        tn.setFrameAsMargin(0.4, 0.4, 0.2, 0.2)
+        tn.setFrameLineWidth(2.0)
         node = bar.root.attachNewNode(tn)
         node.setScale(bar.height_m * 0.32)
         node.setPos(0, -0.015, -0.28)
         node.hide()
         return node
+
+    def _make_stem(self) -> Any:
+        """A thin line from the hover label up to the tick it names."""
+        from panda3d.core import CardMaker
+
+        card = CardMaker("beat-hover-stem")
+        card.setFrame(-0.008, 0.008, -0.1, 0.02)
+        node = self.watch.bar.root.attachNewNode(card.generate())
+        node.setY(-0.016)
+        node.hide()
+        return node
+
+    def _author(self, b: Beat) -> str:
+        return self.book.records[b.beat].author
 
     def near_text(self) -> tuple[str, tuple[float, float, float]] | None:
         """What the strip says about the beat nearest the play head, if any."""
@@ -798,24 +894,52 @@ class BeatsUi:
         b = self.book.near(scene, t_s)
         if b is None:
             return None
-        author = self.book.records[b.beat].author
-        note = f" — “{b.note}”" if b.note else ""
-        edited = " (edited)" if b.op == "edit" else ""
-        return f"{b.emotion} · {author} · {b.t_in_s:.1f} s{note}{edited}", EMOTION_BY_NAME[
-            b.emotion
-        ].rgb
+        return describe(b, self._author(b)), EMOTION_BY_NAME[b.emotion].rgb
+
+    def hover_text(self) -> str | None:
+        """What the hover label says now (None while it is hidden)."""
+        if self.hovered is None or self._hover_label.isHidden():
+            return None
+        return str(self._hover_label.node().getText())
+
+    @staticmethod
+    def _set_label(node: Any, text: str, rgb: tuple[float, float, float]) -> None:
+        """Text in the emotion's colour, a shade lighter so sadness's blue still reads on the
+        dark card, framed in the colour itself."""
+        tn = node.node()
+        if tn.getText() != text:
+            tn.setText(text)
+            tn.setTextColor(*(c + (1.0 - c) * 0.3 for c in rgb), 1)
+            tn.setFrameColor(*rgb, 0.9)
+        node.show()
+
+    def _draw_hover(self) -> None:
+        under = self.hover_at(self._hover_source())
+        if under is None:
+            self.hovered = None
+            self._hover_label.hide()
+            self._hover_stem.hide()
+            return
+        b, x_m = under
+        self.hovered = b
+        rgb = EMOTION_BY_NAME[b.emotion].rgb
+        self._set_label(self._hover_label, describe(b, self._author(b)), rgb)
+        # By its tick, but whole on the strip: a beat near either end keeps its label inside.
+        bar, label = self.watch.bar, self._hover_label
+        half_m = label.node().getWidth() / 2 * label.getSx() + 0.1
+        lo, hi = -bar.width_m / 2 + half_m, bar.width_m / 2 - half_m
+        label.setX(min(max(x_m, lo), hi) if lo < hi else 0.0)
+        self._hover_stem.setX(x_m)
+        self._hover_stem.setColor(*rgb, 1)
+        self._hover_stem.show()
 
     def _draw_label(self) -> None:
         near = self.near_text()
-        if near is None:
+        if near is None or self.hovered is not None:  # the hovered beat takes the line
             self._label.hide()
             return
-        text, (r, g, b) = near
-        tn = self._label.node()
-        if tn.getText() != text:
-            tn.setText(text)
-            tn.setTextColor(r, g, b, 1)
-        self._label.show()
+        text, rgb = near
+        self._set_label(self._label, text, rgb)
 
     def _animate(self, now: float) -> None:
         keep: list[_Flash] = []
@@ -846,6 +970,8 @@ class BeatsUi:
             node.removeNode()
         self.overlay.removeNode()
         self._label.removeNode()
+        self._hover_label.removeNode()
+        self._hover_stem.removeNode()
         self._hold_text.destroy()
         self._prompt.destroy()
         if self._entry is not None:

@@ -3,7 +3,9 @@
 The strip lives in the bar itself (world space, just below the screen), so everyone in the room
 reads the same thing: the scene's title, the time and the length, the state (playing, paused,
 preparing, fetching N %, or what went wrong), and who controls playback. A thin progress line
-runs along it; beat ticks (client/beats_ui.py) can be added with `add_mark`.
+runs along it; beat ticks (client/beats_ui.py) can be added with `add_mark`, and `pick` says
+where on the strip the mouse points (a ray from the camera through the cursor onto the strip's
+plane), so a tick can be hovered.
 
 Keys (for whoever may control; others get a toast saying who does):
 Space play/pause · Ctrl+← / Ctrl+→ seek 5 s back / ahead · Ctrl+↓ / Ctrl+↑ slower / faster ·
@@ -18,12 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from direct.showbase.DirectObject import DirectObject
-from panda3d.core import CardMaker, NodePath, TextNode, TransparencyAttrib
+from panda3d.core import CardMaker, NodePath, Point2, Point3, TextNode, TransparencyAttrib
 
 from client import fonts
 from neonbar.playback import MAX_RATE, MIN_RATE, Timeline
 
 SEEK_STEP_S = 5.0
+TRACK_INSET_M = 0.1  # the progress track (and the marks on it) stop this far from each end
+MARK_Y_M = -0.012  # marks sit just in front of the plate (the strip faces -y)
+MARK_HALF_WIDTH_M = 0.02
 RATES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 assert RATES[0] >= MIN_RATE and RATES[-1] <= MAX_RATE
 
@@ -88,11 +93,11 @@ class TimelineBar:
         line = CardMaker("timeline-line")
         line.setFrame(0, 1, 0, 1)
         self.track = self.root.attachNewNode(line.generate())
-        self.track.setPos(-w / 2 + 0.1, -0.004, 0.05)
-        self.track.setScale(w - 0.2, 1, 0.035)
+        self.track.setPos(-w / 2 + TRACK_INSET_M, -0.004, 0.05)
+        self.track.setScale(self.track_m, 1, 0.035)
         self.track.setColor(0.25, 0.25, 0.4, 1)
         self.fill = self.root.attachNewNode(line.generate())
-        self.fill.setPos(-w / 2 + 0.1, -0.008, 0.05)
+        self.fill.setPos(-w / 2 + TRACK_INSET_M, -0.008, 0.05)
         self.fill.setColor(1.0, 0.55, 0.15, 1)
         self.fill.setScale(0.001, 1, 0.035)
         font = fonts.load_font(self.base.loader, fonts.latin_font_path())
@@ -135,17 +140,58 @@ class TimelineBar:
             if text != before:
                 node.setText(text)
         if shown[3] != old[3]:
-            self.fill.setSx(max(0.001, (self.width_m - 0.2) * min(1.0, max(0.0, frac))))
+            self.fill.setSx(max(0.001, self.track_m * min(1.0, max(0.0, frac))))
+
+    @property
+    def track_m(self) -> float:
+        """Length of the track the scene is laid along, metres."""
+        return self.width_m - 2 * TRACK_INSET_M
+
+    def x_of(self, fraction: float) -> float:
+        """The strip's x (metres, in `root`'s frame) at `fraction` of the scene."""
+        return -self.width_m / 2 + TRACK_INSET_M + self.track_m * fraction
 
     def add_mark(self, at_fraction: float, color: tuple[float, float, float, float]) -> NodePath:
         """A tick on the strip at `at_fraction` of the scene (beats, strong moments)."""
         tick = CardMaker("timeline-mark")
-        tick.setFrame(-0.02, 0.02, 0, 0.12)
+        tick.setFrame(-MARK_HALF_WIDTH_M, MARK_HALF_WIDTH_M, 0, 0.12)
         node = self.root.attachNewNode(tick.generate())
-        node.setPos(-self.width_m / 2 + 0.1 + (self.width_m - 0.2) * at_fraction, -0.012, 0.02)
+        node.setPos(self.x_of(at_fraction), MARK_Y_M, 0.02)
         node.setColor(*color)
         self.marks.append(node)
         return node
+
+    def _on_plane(self, cam: NodePath, lens: Any, film: tuple[float, float]) -> Point3 | None:
+        near, far = Point3(), Point3()
+        if not lens.extrude(Point2(*film), near, far):
+            return None
+        a = self.root.getRelativePoint(cam, near)
+        b = self.root.getRelativePoint(cam, far)
+        if abs(b.y - a.y) < 1e-9:
+            return None  # looking along the strip
+        k = (MARK_Y_M - a.y) / (b.y - a.y)
+        if not 0.0 <= k <= 1.0:
+            return None  # the strip is behind the camera or past the far plane
+        return a + (b - a) * k
+
+    def pick(self, cam: NodePath, lens: Any, film: tuple[float, float], slack_px: float = 6.0,
+             window_px: float = 1.0) -> tuple[float, float, float] | None:  # fmt: skip
+        """Where a point of the window (lens film coordinates, -1..1 like the mouse) meets
+        the strip: (x metres in `root`'s frame, fraction of the scene, slack metres), or None
+        when it misses the strip. The slack is what `slack_px` pixels (of a window
+        `window_px` pixels wide) span on the strip there, so a thin tick stays easy to hit
+        from across the bar."""
+        hit = self._on_plane(cam, lens, film)
+        if hit is None:
+            return None
+        if not (-self.width_m / 2 <= hit.x <= self.width_m / 2
+                and -0.02 <= hit.z <= self.height_m):  # fmt: skip
+            return None
+        step = 2.0 * slack_px / max(1.0, window_px)  # film units are 2 across the window
+        beside = self._on_plane(cam, lens, (film[0] + step, film[1]))
+        slack = abs(beside.x - hit.x) if beside is not None else 0.0
+        fraction = (hit.x - self.x_of(0.0)) / self.track_m
+        return hit.x, fraction, slack
 
     def destroy(self) -> None:
         self.root.removeNode()

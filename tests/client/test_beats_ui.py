@@ -133,8 +133,8 @@ def test_note_edit_and_delete_messages() -> None:
 # ------------------------------------------------------------------------------ in the bar
 
 
-@pytest.fixture
-def bar_app(showbase):  # noqa: F811  (the fixture imported above)
+def _open_bar(base: Any, pos_cm: tuple[int, int, int]) -> tuple[Any, Any]:
+    """The app as ana (a viewer) with ben in the room and dust_storm paused at 12 s."""
     from renderfixtures import FakeSession
 
     from client.app import NeonBarApp
@@ -143,13 +143,27 @@ def bar_app(showbase):  # noqa: F811  (the fixture imported above)
     session = FakeSession(you=1, name="ana")
     session.role = "viewer"
     session.add_remote(2, "ben", "#ff2d55", 0.0, -4.0)
-    session.welcome((0, -600, 0))
+    session.welcome(pos_cm)
     timeline = Timeline(scene="dust_storm", title="Dust Storm", fps=24.0, frames=720,
                         status="ready", pos_s=12.0, at_s=0.0)  # fmt: skip
     session.inbox[-1]["timeline"] = timeline.to_wire()
     session.inbox[-1]["beats"] = {"viewers": True, "count": 0}
-    app = NeonBarApp(showbase, session, name="ana", post=False)
-    showbase.taskMgr.step()
+    app = NeonBarApp(base, session, name="ana", post=False)
+    base.taskMgr.step()
+    return app, session
+
+
+@pytest.fixture
+def bar_app(showbase):  # noqa: F811  (the fixture imported above)
+    app, session = _open_bar(showbase, (0, -600, 0))
+    yield app, session, showbase
+    app.destroy()
+
+
+@pytest.fixture
+def strip_app(showbase):  # noqa: F811  (the fixture imported above)
+    """As bar_app, standing 3.5 m from the screen: the strip spans the window."""
+    app, session = _open_bar(showbase, (0, 850, 0))
     yield app, session, showbase
     app.destroy()
 
@@ -432,3 +446,111 @@ def test_a_crowded_scene_is_binned_on_the_strip(bar_app) -> None:
     assert len(app.beats.book.standing) == MAX_TICKS + 200
     assert 0 < len(app.beats._ticks) <= TICK_BINS
     assert app.beats.near_text()[0].startswith("joy · ben")
+
+
+# ------------------------------------------------------------------------------ hover
+
+
+def test_under_picks_the_nearest_tick_and_ranges_anywhere_on_their_bar() -> None:
+    chain = BeatChain("r")
+    for t_in, t_out, emo in ((10.0, None, "joy"), (10.4, None, "fear"), (8.0, 16.0, "trust"),
+                             (9.0, 11.0, "anger"), (25.0, None, "sadness")):  # fmt: skip
+        f = validate_fields(scene="s", t_in_s=t_in, t_out_s=t_out, emotion_name=emo)
+        chain.add(f, author="ana", role="viewer", server_ms=0)
+    book = BeatBook()
+    for r in chain.records:
+        book.ingest(r.to_dict())
+    assert book.under("s", 10.1, 0.3).emotion == "joy"  # two ticks in reach: the nearer
+    assert book.under("s", 10.3, 0.3).emotion == "fear"
+    assert book.under("s", 9.2, 0.3).emotion == "anger"  # inside two ranges: the shorter
+    assert book.under("s", 14.0, 0.3).emotion == "trust"  # anywhere on its bar
+    assert book.under("s", 16.2, 0.3).emotion == "trust"  # its end, give or take the slack
+    assert book.under("s", 20.0, 0.3) is None
+    assert book.under("s", 25.5, 0.3) is None and book.under("s", 25.2, 0.3).emotion == "sadness"
+    assert book.under("other", 10.0, 0.3) is None
+
+
+def _film(base: Any, node: Any, at: tuple[float, float, float] = (0, 0, 0.06)):
+    """Where a point of `node` shows in the window, in the mouse's coordinates (-1..1)."""
+    from panda3d.core import Point2, Point3
+
+    film = Point2()
+    assert base.camLens.project(base.cam.getRelativePoint(node, Point3(*at)), film)
+    return film.x, film.y
+
+
+def test_pointing_the_mouse_at_a_tick_labels_that_beat(bar_app) -> None:
+    app, session, base = bar_app
+    ui = app.beats
+    chain = BeatChain("test")
+    for t_in, t_out, emo, who, note in (
+        (12.0, None, "fear", "ana", ""),
+        (12.3, None, "anger", "ben", "there it is"),
+        (20.0, 24.0, "joy", "ben", "the haze lifts"),
+    ):
+        f = validate_fields(scene="dust_storm", t_in_s=t_in, t_out_s=t_out, emotion_name=emo,
+                            intensity=0.5, note=note)  # fmt: skip
+        rec = chain.add(f, author=who, role="viewer", server_ms=0)
+        session.inbox.append(_event(rec.seq, rec, 2))
+    mouse: dict[str, Any] = {"at": None}
+    ui._hover_source = lambda: mouse["at"]
+    base.taskMgr.step()
+    fear, anger, joy = ui._ticks
+    assert ui.hover_text() is None and ui.near_text()[0].startswith("fear · ana · 12.0 s")
+
+    mouse["at"] = _film(base, anger)
+    base.taskMgr.step()
+    assert ui.hover_text() == "anger · ben · 12.3 s · intensity 0.50\n“there it is”"
+    assert ui._label.isHidden()  # the hovered beat takes the label line from the near one
+    label = ui._hover_label
+    assert tuple(label.node().getFrameColor())[:3] == pytest.approx(
+        EMOTION_BY_NAME["anger"].rgb, abs=1e-3
+    )
+    assert label.getX() == pytest.approx(anger.getX(), abs=0.01)  # by its tick
+    mouse["at"] = _film(base, fear)  # the two ticks are 9 cm apart: each is reachable
+    base.taskMgr.step()
+    assert ui.hovered.emotion == "fear" and ui.hover_text().startswith("fear · ana · 12.0 s")
+    for x in (-0.4, 0.0, 0.4):  # a range: anywhere on its bar (tick units: ±0.02 m)
+        mouse["at"] = _film(base, joy, (x * 0.04, 0, 0.06))
+        base.taskMgr.step()
+        assert ui.hover_text() == "joy · ben · 20.0–24.0 s · intensity 0.50\n“the haze lifts”"
+
+    # off the ticks (the strip at 5 s, the picture above it, outside the window): hidden,
+    # and the near label is back
+    bar = app.watch.bar
+    for at in (_film(base, bar.root, (bar.x_of(5 / 30), 0, 0.1)),
+               _film(base, bar.root, (0, 0, bar.height_m + 1.0)), None):  # fmt: skip
+        mouse["at"] = at
+        base.taskMgr.step()
+        assert ui.hover_text() is None and ui.hovered is None
+        assert ui._hover_label.isHidden() and ui._hover_stem.isHidden()
+        assert not ui._label.isHidden()
+
+
+def test_the_hover_label_is_drawn_by_its_tick_in_the_emotions_colour(strip_app) -> None:
+    from renderfixtures import project, render
+
+    app, session, base = strip_app
+    ui = app.beats
+    chain = BeatChain("test")
+    f = validate_fields(scene="dust_storm", t_in_s=4.0, emotion_name="sadness", note="rain")
+    session.inbox.append(_event(1, chain.add(f, author="ben", role="viewer", server_ms=0), 2))
+    mouse: dict[str, Any] = {"at": None}
+    ui._hover_source = lambda: mouse["at"]
+    base.taskMgr.step()
+    (tick,) = ui._ticks
+    col, row = project(base, tuple(tick.getPos(base.render)))
+    rgb = EMOTION_BY_NAME["sadness"].rgb
+    text = [round(255 * (c + (1 - c) * 0.3)) for c in rgb]
+
+    def coloured() -> int:  # pixels of the label's text colour just under the tick
+        img = render(base)[row : row + 40, max(0, col - 60) : col + 60]
+        return int((abs(img - text).max(axis=2) < 40).sum())
+
+    before = coloured()
+    mouse["at"] = _film(base, tick)
+    after = coloured()
+    assert ui.hover_text() == "sadness · ben · 4.0 s · intensity 0.50\n“rain”"
+    assert after > before + 40  # 150 on this box at 320x180
+    mouse["at"] = None
+    assert coloured() <= before + 5
