@@ -5,6 +5,10 @@ it fetches the scene's media into the client's cache (client/media.py) showing p
 screen, then lets the big screen (client/screen.py) show the frame due at the estimated server
 time, and keeps the strip under the screen (client/timeline_bar.py) current. The host's keys
 come back to the room as `playback` messages.
+
+The timeline also names the scene that follows (`next_media`): once the current media is in the
+cache, that one is fetched in the background, so when the host presses N (or a branch point's
+choice starts) the screen shows frames from the cache at once.
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ class Watch:
             send, lambda: self.timeline, self._position, role, toast, captured=captured
         )
         self._wanted: str | None = None  # the media the timeline names
+        self._next_wanted: str | None = None  # the media of the scene after it
+        self.prefetch: MediaDownload | None = None
+        self._next_tried: str | None = None  # look-ahead decided for it (fetched, had, failed)
 
     # --------------------------------------------------------------------------- inbound
 
@@ -101,6 +108,13 @@ class Watch:
         self.timeline = timeline
         if timeline.media != self._wanted:
             self._want_media(timeline.media)
+        if timeline.next_media is not None and timeline.next_media != self._next_wanted:
+            # Another scene is next now: the old look-ahead is not worth the bandwidth. (A
+            # timeline without `next_media`, e.g. the switch's own "preparing", keeps it.)
+            self._next_wanted = timeline.next_media
+            if self.prefetch is not None and self.prefetch.sha256 != timeline.next_media:
+                self.prefetch.cancel()
+                self.prefetch = None
 
     def _want_media(self, sha256: str | None) -> None:
         self._wanted = sha256
@@ -111,6 +125,17 @@ class Watch:
         if sha256 is None:
             self.screen.set_media(None, None)
             return
+        prefetch, self.prefetch = self.prefetch, None
+        if prefetch is not None and prefetch.sha256 == sha256:
+            if prefetch.path is not None:
+                self.screen.set_media(prefetch.path, sha256, self._info())
+                return
+            if prefetch.error is None:  # still arriving: it becomes the download on screen
+                self.screen.set_media(None, None)
+                self.download = prefetch
+                return
+        elif prefetch is not None:
+            self.prefetch = prefetch  # still the next one's
         cached = self.cache.get(sha256)
         if cached is not None:
             self.screen.set_media(cached, sha256, self._info())
@@ -121,6 +146,26 @@ class Watch:
             self.problem = "this scene's media is not in the cache and there is no server"
             return
         self.download = MediaDownload(opts.server_url, sha256, self.cache, opts.token,
+                                      room=opts.room)  # fmt: skip
+
+    def _look_ahead(self) -> None:
+        """Fetch the next scene's media, once nothing else is downloading."""
+        sha256 = self._next_wanted
+        opts = self.options
+        if (
+            sha256 is None
+            or sha256 == self._next_tried
+            or self.download is not None
+            or self.prefetch is not None
+            or sha256 == self._wanted
+            or not opts.server_url
+        ):
+            return
+        self._next_tried = sha256
+        if self.cache.path(sha256).is_file():  # verified when it is shown
+            return
+        log.info("fetching the next scene's media %s ahead", sha256[:12])
+        self.prefetch = MediaDownload(opts.server_url, sha256, self.cache, opts.token,
                                       room=opts.room)  # fmt: skip
 
     def _info(self) -> MediaInfo | None:
@@ -147,6 +192,14 @@ class Watch:
                 self.problem = download.error
             else:
                 fraction = download.fraction
+        prefetch = self.prefetch
+        if prefetch is not None and prefetch.done:
+            if prefetch.error is not None:
+                log.warning("the next scene's media could not be fetched ahead: %s",
+                            prefetch.error)  # fmt: skip
+            self.prefetch = None  # in the cache now (or fetched again when it plays)
+        elif prefetch is None and self._next_wanted is not None:
+            self._look_ahead()
         source = self.screen.source
         if source is not None and source.error:
             self.problem = source.error
@@ -164,7 +217,7 @@ class Watch:
         if timeline.status == "missing":
             return timeline.note or "this scene's media is missing on the server"
         if timeline.status == "preparing":
-            return f"{timeline.title or timeline.scene}\npreparing…"
+            return f"{timeline.title or timeline.scene}\n{timeline.note or 'preparing…'}"
         if self.problem:
             return self.problem
         if fraction is not None:
@@ -174,6 +227,8 @@ class Watch:
     def destroy(self) -> None:
         if self.download is not None:
             self.download.cancel()
+        if self.prefetch is not None:
+            self.prefetch.cancel()
         self.keys.destroy()
         self.screen.destroy()
         self.bar.destroy()

@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let anyone join without an invite token (as collaborator); for local demos",
     )
+    p.add_argument(
+        "--no-render",
+        action="store_true",
+        help="never render a generated scene (one without a render is 'missing' until "
+        "`neonbar scene render` makes it)",
+    )
 
     p = sub.add_parser("invite", help="mint an invite token / join link for a room")
     p.add_argument("--room", required=True, help="room name")

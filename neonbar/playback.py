@@ -65,11 +65,16 @@ class Timeline:
         pos_s: scene position, seconds, at server time `at_s`.
         at_s: the server time (seconds, server clock) at which `pos_s` holds.
         rate: scene seconds per server second while playing.
-        version: increases with every change; clients seek when it changes.
+        version: increases with every change; clients seek when it changes how the scene moves
+            (`motion`).
         by: the avatar whose action made this version, -1 for the server.
         collab: collaborators may control playback too (the host decides).
         status: "idle" (no scene), "preparing" (media being made), "ready", "missing".
-        note: a sentence for the room when something is wrong (status "missing").
+        note: a sentence for the room: why the media is missing, or what the server is doing
+            while preparing (rendering a generated scene takes minutes).
+        next_scene: the scene `next` loads (the list's next, or a branch's choice), if any.
+        next_media: sha256 of that scene's mp4 once the server has it: clients fetch it while
+            this scene plays, so the switch shows frames at once.
     """
 
     scene: str | None = None
@@ -86,6 +91,8 @@ class Timeline:
     collab: bool = False
     status: str = "idle"
     note: str = ""
+    next_scene: str | None = None
+    next_media: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -101,6 +108,13 @@ class Timeline:
     def frame_at(self, server_s: float) -> int:
         """Index of the frame due at server time `server_s`."""
         return frame_for(self.position(server_s), self.fps, self.frames)
+
+    @property
+    def motion(self) -> tuple[Any, ...]:
+        """What decides the frame due at every server time. A version that changes none of it
+        (announcing the next scene) moves no play head."""
+        return (self.scene, self.media, self.fps, self.frames, self.playing, self.pos_s,
+                self.at_s, self.rate)  # fmt: skip
 
     def ended(self, server_s: float) -> bool:
         """Playing, and the position has reached the end of the scene."""
@@ -152,9 +166,12 @@ class Timeline:
         playing: bool = False,
         by: int = -1,
     ) -> Timeline:
-        """Another scene, from its start; the rate and the collaborator rule carry over."""
+        """Another scene, from its start; the rate and the collaborator rule carry over (what
+        comes after it is announced again once known)."""
         return replace(
             self,
+            next_scene=None,
+            next_media=None,
             scene=scene,
             title=title,
             media=media,
@@ -183,6 +200,12 @@ class Timeline:
             note=note,
         )
 
+    def with_next(self, scene: str | None, media: str | None, by: int = -1) -> Timeline:
+        """Announce the scene that follows (and its media once the server has it). Not
+        re-anchored: the play head does not move (`motion` is unchanged)."""
+        return replace(self, version=self.version + 1, by=by, next_scene=scene,
+                       next_media=media if scene is not None else None)  # fmt: skip
+
     # -------------------------------------------------------------------------- wire
 
     def to_wire(self) -> dict[str, Any]:
@@ -206,6 +229,10 @@ class Timeline:
             wire["title"] = self.title
         if self.note:
             wire["note"] = self.note
+        if self.next_scene is not None:  # absent: nothing announced (older servers too)
+            wire["next"] = self.next_scene
+            if self.next_media is not None:
+                wire["next_media"] = self.next_media
         return wire
 
     @classmethod
@@ -233,6 +260,9 @@ class Timeline:
         media = text("media", 64, nullable=True)
         if media is not None and not _SHA256.match(media):
             raise ValueError("timeline.media must be a sha256 in hex")
+        next_media = text("next_media", 64, nullable=True)
+        if next_media is not None and not _SHA256.match(next_media):
+            raise ValueError("timeline.next_media must be a sha256 in hex")
         status = text("status", 16, nullable=False) or "idle"
         if status not in STATUSES:
             raise ValueError(f"timeline.status must be one of {', '.join(STATUSES)}")
@@ -254,6 +284,8 @@ class Timeline:
             collab=bool(msg["collab"]),
             status=status,
             note=text("note", 500, nullable=False) or "",
+            next_scene=text("next", 128, nullable=True),
+            next_media=next_media,
         )
 
 
@@ -294,6 +326,10 @@ TIMELINE = event_kind(
         "collab": F("bool"),
         "status": F("str", choices=STATUSES),
         "note": F("str", required=False, max_len=500),
+        "next": F("str", max_len=128, required=False, nullable=True),
+        "next_media": F(
+            "str", pattern=r"^[0-9a-f]{64}$", max_len=64, required=False, nullable=True
+        ),
     },
     kept=True,
     doc="the room's timeline changed: every client seeks to it",
@@ -336,20 +372,21 @@ class Playhead:
     """The position a client shows, following the room's timeline without jumps.
 
     Call `update` once per drawn frame with the timeline, the estimated server time and the local
-    time since the last call. Frames never go backwards while the timeline plays forward at one
-    version: a slew changes the speed by at most `max_slew`, never its sign.
+    time since the last call. Frames never go backwards while the timeline plays forward with one
+    `motion` (a version that only announces the next scene keeps it): a slew changes the speed
+    by at most `max_slew`, never its sign.
     """
 
     def __init__(self, bands: DriftBands | None = None) -> None:
         self.bands = bands or DriftBands()
         self.position_s: float | None = None
-        self._version: tuple[str | None, int] | None = None
+        self._motion: tuple[Any, ...] | None = None
         self.seeks = 0
         self.slews = 0
 
     def reset(self) -> None:
         self.position_s = None
-        self._version = None
+        self._motion = None
 
     def update(
         self, timeline: Timeline, server_s: float, dt_s: float, exact: bool = False
@@ -361,9 +398,9 @@ class Playhead:
         """
         bands = self.bands
         target = timeline.position(server_s)
-        version = (timeline.scene, timeline.version)
+        motion = timeline.motion
         shown = self.position_s
-        fresh = shown is None or version != self._version
+        fresh = shown is None or motion != self._motion
         if shown is None or fresh or not timeline.playing or exact:
             if shown is None:
                 jumped, error = True, 0.0
@@ -373,7 +410,7 @@ class Playhead:
                 jumped = abs(error) > (bands.dead_s if not fresh else 1e-9)
             if jumped and timeline.playing:
                 self.seeks += 1
-            self.position_s, self._version = target, version
+            self.position_s, self._motion = target, motion
             action = "seek" if jumped and timeline.playing else "hold"
             return PlayheadStep(target, self._frame(timeline), action, error)
         step = max(0.0, dt_s) * timeline.rate

@@ -35,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"cannot create the data directory {data_dir}: {exc.strerror}") from None
     layout = load_layout(args.layout)
     secret = load_secret(data_dir)
-    config = RoomConfig(open_rooms=bool(getattr(args, "open", False)))
+    config = RoomConfig(
+        open_rooms=bool(getattr(args, "open", False)),
+        render_scenes=not getattr(args, "no_render", False),
+    )
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be 0-65535, not {args.port}")
     runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run

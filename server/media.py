@@ -1,9 +1,15 @@
 """Scene media: found and hashed off the event loop, served by content hash over HTTP.
 
-`MediaLibrary` turns a scene name into its mp4 (neonbar.scenes; the server never renders, so a
-generated scene that was not rendered on this host is "missing", with the command that fixes
-it), its sha256, frame rate and frame count. Hashing a 30 s 720p clip reads ~10 MB, so it runs
-on a worker thread and the room polls the result from its tick (server/playback.py).
+`MediaLibrary` turns a scene name into its mp4 (neonbar.scenes), its sha256, frame rate and
+frame count. Hashing a 30 s 720p clip reads ~10 MB, so it runs on a worker thread and the room
+polls the result from its tick (server/playback.py).
+
+A generated scene that was never rendered on this host is rendered when a room chooses it: by
+`neonbar scene render` in a child process (the generator needs Panda3D, which the server never
+imports, and a render keeps a core busy for minutes: niced, so the tick loop wins), into the
+render cache, where the next choice finds it. Meanwhile the room's timeline says "preparing"
+with a sentence saying so; a render that fails makes the scene "missing" with its reason. Two
+rooms choosing the same scene share one render.
 
 `media_route` answers `GET /media/<sha256>` on the websocket port (docs/protocol.md, "Watch
 together"): only with a valid invite token (`Authorization: Bearer T`, or `?token=T`) for a room
@@ -12,8 +18,12 @@ whose timeline plays that media or plays it next, with byte ranges so a cut down
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +38,7 @@ from server.delivery import HttpReply, HttpRequest
 log = logging.getLogger("neonbar.server.media")
 
 MAX_RANGE_BYTES = 8 << 20  # one response at most: bounds memory and the event loop's read
+RENDER_NICENESS = 10  # a render yields the CPU to the tick loop (and to clients on this host)
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -49,17 +60,80 @@ class MediaMissing(Exception):
     """The scene cannot be played on this server: one sentence for the room."""
 
 
+@dataclass(frozen=True)
+class _RenderNeeded:
+    spec: Any
+    path: Path
+
+
 class MediaLibrary:
-    """Scenes resolved to media on a worker thread; sha256 -> file for the HTTP route."""
+    """Scenes resolved to media on a worker thread; sha256 -> file for the HTTP route.
+
+    Args:
+        workers: threads that find, probe and hash media.
+    """
 
     def __init__(self, workers: int = 1) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="neonbar-media")
         self._by_hash: dict[str, SceneMedia] = {}
         self._lock = threading.Lock()
+        self._renders: dict[Path, Future[Path]] = {}  # one render per output file
+        self._children: set[subprocess.Popen[bytes]] = set()
+        self._closed = False
+        atexit.register(self._stop_renders)  # a render must not outlive its server
 
-    def resolve(self, scene: str) -> Future[SceneMedia]:
-        """Find, probe and hash `scene`'s media; the future raises MediaMissing if it cannot."""
-        return self._pool.submit(self._resolve, scene)
+    def resolve(
+        self,
+        scene: str,
+        *,
+        render: bool = False,
+        on_render: Callable[[str], None] | None = None,
+    ) -> Future[SceneMedia]:
+        """Find, probe and hash `scene`'s media; the future raises MediaMissing if it cannot.
+
+        Args:
+            render: render a generated scene that has no render yet (`neonbar server` does;
+                never for look-ahead at the next scene, which must not cost minutes of CPU).
+                False: such a scene is missing, with the command that renders it.
+            on_render: called (on a worker thread) with a sentence for the room when a render
+                starts or is joined.
+        """
+        outer: Future[SceneMedia] = Future()
+
+        def first() -> None:
+            try:
+                found = self._find(scene, render)
+                if isinstance(found, SceneMedia):
+                    outer.set_result(found)
+                    return
+                job, sentence = self._render(found)
+                if on_render is not None:
+                    on_render(sentence)
+                job.add_done_callback(lambda done: self._after_render(done, scene, outer))
+            except BaseException as exc:  # the future carries it to the room
+                outer.set_exception(exc)
+
+        self._submit(first, outer)
+        return outer
+
+    def _submit(self, fn: Callable[[], None], outer: Future[SceneMedia]) -> None:
+        try:
+            self._pool.submit(fn)
+        except RuntimeError:  # shut down
+            outer.set_exception(MediaMissing("the server is shutting down"))
+
+    def _after_render(self, job: Future[Path], scene: str, outer: Future[SceneMedia]) -> None:
+        def second() -> None:
+            try:
+                job.result()  # raises MediaMissing with the render's reason
+                found = self._find(scene, render=False)
+                if not isinstance(found, SceneMedia):  # pragma: no cover - rendered just now
+                    raise MediaMissing(f"the render of scene {scene!r} went missing")
+                outer.set_result(found)
+            except BaseException as exc:
+                outer.set_exception(exc)
+
+        self._submit(second, outer)
 
     def scene_names(self) -> list[str]:
         """Every scene this server knows, in the order `next` walks them."""
@@ -71,8 +145,8 @@ class MediaLibrary:
             log.warning("cannot list scenes: %s", exc)
             return []
 
-    def _resolve(self, scene: str) -> SceneMedia:
-        from neonbar.scenes import load_scene, media_hash, media_path
+    def _find(self, scene: str, render: bool) -> SceneMedia | _RenderNeeded:
+        from neonbar.scenes import load_scene, media_hash, media_path, render_path
         from neonbar.video import probe
 
         try:
@@ -84,6 +158,8 @@ class MediaLibrary:
         except UserError as exc:
             other = _render_at_another_size(spec)
             if other is None:
+                if render:
+                    return _RenderNeeded(spec, render_path(spec))
                 raise MediaMissing(str(exc)) from None
             path = other
         if not path.is_file():
@@ -104,8 +180,90 @@ class MediaLibrary:
         with self._lock:
             return self._by_hash.get(sha256)
 
+    # ---------------------------------------------------------------------------- renders
+
+    def rendering(self) -> list[Path]:
+        """The renders running now (their output files)."""
+        with self._lock:
+            return [path for path, job in self._renders.items() if not job.done()]
+
+    def _render(self, need: _RenderNeeded) -> tuple[Future[Path], str]:
+        """Start (or join) the render of `need.spec` into the render cache."""
+        spec = need.spec
+        w, h = spec.size
+        sentence = (
+            f"rendering {spec.title!r} on the server for the first time ({spec.frame_count} "
+            f"frames at {w}x{h}); it plays as soon as it is ready"
+        )
+        with self._lock:
+            if self._closed:
+                raise MediaMissing("the server is shutting down")
+            job = self._renders.get(need.path)
+            if job is not None and not (job.done() and job.exception() is not None):
+                return job, sentence  # running, or done (then the file is there)
+            job = Future()
+            self._renders[need.path] = job
+        # A daemon thread waits for the child: a render in progress never holds up shutdown.
+        threading.Thread(target=self._run_render, args=(spec, need.path, job),
+                         name="neonbar-render", daemon=True).start()  # fmt: skip
+        log.info("rendering scene %s into %s", spec.name, need.path)
+        return job, sentence
+
+    def _run_render(self, spec: Any, out: Path, job: Future[Path]) -> None:
+        from neonbar.scenes import ROOT
+
+        cmd = [sys.executable, "-m", "neonbar", "scene", "render", str(spec.path),
+               "--out", str(out)]  # fmt: skip
+        nice = shutil.which("nice")
+        if nice:
+            cmd = [nice, "-n", str(RENDER_NICENESS), *cmd]
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            child = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        except OSError as exc:
+            job.set_exception(MediaMissing(f"cannot render scene {spec.name!r}: {exc}"))
+            return
+        with self._lock:
+            self._children.add(child)
+        try:
+            _, err = child.communicate()
+        finally:
+            with self._lock:
+                self._children.discard(child)
+        if child.returncode == 0 and out.is_file():
+            log.info("rendered scene %s", spec.name)
+            job.set_result(out)
+            return
+        reason = _last_line(err) if child.returncode > 0 else "the render was stopped"
+        log.warning("render of %s failed (exit %s): %s", spec.name, child.returncode, reason)
+        job.set_exception(
+            MediaMissing(f"scene {spec.name!r} could not be rendered on the server: {reason}")
+        )
+
+    def _stop_renders(self) -> None:
+        with self._lock:
+            self._closed = True
+            children = list(self._children)
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
     def close(self) -> None:
+        self._stop_renders()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _last_line(stderr: bytes) -> str:
+    """The sentence a failed `neonbar scene render` ended with (tqdm redraws its bar in place)."""
+    text = stderr.decode("utf-8", "replace").replace("\r", "\n")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
 
 
 def _render_at_another_size(spec: Any) -> Path | None:

@@ -8,9 +8,15 @@ carries on where the room was: a scene that was playing has moved on by the time
 away, as it did on the clients' screens, which kept playing from their own clocks.
 
 Choosing a scene resolves its media on a worker thread (server/media.py); meanwhile the timeline
-says "preparing", and a `play` asked for in that time starts the scene once it is ready. A scene
-whose media this server does not have turns the timeline "missing" with a sentence saying why
-and what to run, and the room hears it as a `system` event too: never a black screen forever.
+says "preparing" (with a sentence when a generated scene is being rendered), and a `play` asked
+for in that time starts the scene once it is ready. A scene whose media this server cannot have
+turns the timeline "missing" with a sentence saying why and what to do, and the room hears it as
+a `system` event too: never a black screen forever.
+
+Once a scene is ready the timeline announces the one after it (`next`: the list's next, or what
+a branch point chose) and, as soon as this server has that scene's media, its hash
+(`next_media`): clients fetch it while the current scene plays, and the switch shows frames at
+once. Looking ahead never renders (minutes of CPU for a scene nobody may pick).
 """
 
 from __future__ import annotations
@@ -57,7 +63,9 @@ class Playback(Feature):
         self._pending: Future[SceneMedia] | None = None
         self._pending_key: tuple[str | None, int] | None = None
         self._autoplay = False
-        self._next_media: str | None = None  # the next scene's media, which clients may fetch
+        self._render_note: tuple[tuple[str | None, int], str] | None = None  # from the worker
+        self._next_pending: Future[SceneMedia] | None = None
+        self._next_key: tuple[str | None, str] | None = None  # (this scene, the next one)
 
     # ---------------------------------------------------------------------------- hooks
 
@@ -78,7 +86,7 @@ class Playback(Feature):
         if saved.playing:  # the room's clock did not stop while the server was away
             pos += max(0.0, time.time() - saved_wall) * saved.rate
         restored = replace(saved, pos_s=min(pos, saved.duration_s), at_s=now_s,
-                           version=saved.version + 1, by=-1)  # fmt: skip
+                           version=saved.version + 1, by=-1, next_media=None)  # fmt: skip
         if restored.playing and pos >= saved.duration_s:
             restored = replace(restored, playing=False)
         self.timeline = restored
@@ -86,7 +94,7 @@ class Playback(Feature):
             # Served again only once hashed; do it now (once per room, at start) so the first
             # client asking for the media is not refused.
             try:
-                media = self.library.resolve(restored.scene).result(RESTORE_TIMEOUT_S)
+                media = self.library.resolve(restored.scene, render=False).result(RESTORE_TIMEOUT_S)
             except MediaMissing as exc:
                 self.timeline = restored.with_status("missing", now_s, note=str(exc))
             except Exception as exc:
@@ -100,6 +108,8 @@ class Playback(Feature):
                         fps=media.fps, frames=media.frames, status="ready",
                     )  # fmt: skip
         self._save(now_s)
+        if self.timeline.status == "ready" and self.timeline.scene is not None:
+            self._look_ahead(self.timeline.next_scene or self._after(self.timeline.scene))
         log.info("room %s: timeline restored (%s at %.2f s, %s)", self.room.name,
                  self.timeline.scene, self.timeline.position(now_s),
                  "playing" if self.timeline.playing else "paused")  # fmt: skip
@@ -108,11 +118,22 @@ class Playback(Feature):
         return {"timeline": self.timeline.to_wire()}
 
     def on_tick(self, now_s: float) -> None:
+        note = self._render_note
+        timeline = self.timeline
+        if note is not None and note[0] == (timeline.scene, timeline.version):
+            self._render_note = None
+            if timeline.status == "preparing" and timeline.note != note[1]:
+                self._change(timeline.with_status("preparing", now_s, note=note[1]), now_s)
         if self._pending is not None:
             result = resolved(self._pending)
             if result is not None:
                 self._pending = None
                 self._media_ready(result, now_s)
+        if self._next_pending is not None:
+            ahead = resolved(self._next_pending)
+            if ahead is not None:
+                self._next_pending = None
+                self._next_ready(ahead)
         if self.timeline.ended(now_s):
             self._change(self.timeline.pause(now_s), now_s)
 
@@ -135,10 +156,13 @@ class Playback(Feature):
             raise ProtocolError(ErrorCode.NOT_ALLOWED, f"only {who} can control playback",
                                 "playback")  # fmt: skip
         if op in ("scene", "next"):
-            scene = _need(msg, "scene", op) if op == "scene" else self._after(timeline.scene)
+            if op == "scene":
+                scene = _need(msg, "scene", op)
+            else:
+                scene = timeline.next_scene or self._after(timeline.scene)
             if scene is None:
                 raise ProtocolError(ErrorCode.BAD_STATE, "this server has no scenes", "playback")
-            self._load(str(scene), avatar.id, now_s, autoplay=timeline.playing)
+            self.switch_scene(str(scene), now_s, by=avatar.id, autoplay=timeline.playing)
             return
         if timeline.scene is None:
             raise ProtocolError(ErrorCode.BAD_STATE, "no scene is chosen yet", "playback")
@@ -165,7 +189,44 @@ class Playback(Feature):
 
     def plays(self, sha256: str) -> bool:
         """The HTTP route's rule: this room plays that media now, or plays it next."""
-        return sha256 in (self.timeline.media, self._next_media)
+        return sha256 in (self.timeline.media, self.timeline.next_media)
+
+    def switch_scene(self, scene: str, now_s: float, *, by: int = -1,
+                     autoplay: bool = False) -> None:  # fmt: skip
+        """Load `scene` from its start, as the host's `playback scene` does.
+
+        For server code that changes the scene on the room's behalf, e.g. a branch point's
+        choice when the scene ends (server/reactions.py). The timeline says "preparing" until
+        the media is found (rendered if need be) and hashed, then "ready" (or "missing").
+
+        Args:
+            by: the avatar whose action this is, -1 for the server.
+            autoplay: start playing as soon as the scene is ready.
+        """
+        loaded = self.timeline.load(now_s, scene=scene, title=scene, media=None, fps=24.0,
+                                    frames=0, status="preparing", by=by)  # fmt: skip
+        key = (scene, loaded.version)
+        self._autoplay = autoplay
+        self._render_note = None
+
+        def rendering(sentence: str) -> None:  # on a worker thread: picked up by on_tick
+            self._render_note = (key, sentence)
+
+        renders = bool(getattr(self.room.config, "render_scenes", False))
+        self._pending = self.library.resolve(scene, render=renders, on_render=rendering)
+        self._pending_key = key
+        self._next_pending = None
+        self._change(loaded, now_s)
+
+    def announce_next(self, scene: str) -> None:
+        """Make `scene` the one that follows the current scene (a branch point's choice): the
+        timeline names it at once, and its media once this server has them, so clients
+        prefetch it; `playback next` loads it."""
+        timeline = self.timeline
+        if scene == timeline.next_scene or timeline.scene is None:
+            return
+        self._change(timeline.with_next(scene, None), self.room.now_s())
+        self._look_ahead(scene)
 
     def _after(self, scene: str | None) -> str | None:
         names = self.library.scene_names()
@@ -174,14 +235,6 @@ class Playback(Feature):
         if scene not in names:
             return names[0]
         return names[(names.index(scene) + 1) % len(names)]
-
-    def _load(self, scene: str, by: int, now_s: float, autoplay: bool) -> None:
-        loaded = self.timeline.load(now_s, scene=scene, title=scene, media=None, fps=24.0,
-                                    frames=0, status="preparing", by=by)  # fmt: skip
-        self._autoplay = autoplay
-        self._pending = self.library.resolve(scene)
-        self._pending_key = (scene, loaded.version)
-        self._change(loaded, now_s)
 
     def _media_ready(self, result: SceneMedia | str, now_s: float) -> None:
         timeline = self.timeline
@@ -200,22 +253,30 @@ class Playback(Feature):
         if self._autoplay:
             ready = replace(ready, playing=True, pos_s=0.0, at_s=now_s)
         self._autoplay = False
-        self._change(ready, now_s)
-        self._prefetch_next(result.scene)
+        following = self._after(result.scene)
+        if following is not None and following != result.scene:
+            ready = replace(ready, next_scene=following, next_media=None)
+            self._change(ready, now_s)
+            self._look_ahead(following)
+        else:
+            self._change(ready, now_s)
 
-    def _prefetch_next(self, scene: str) -> None:
-        """Let clients fetch the next scene while this one plays (resolved in the background)."""
-        following = self._after(scene)
-        self._next_media = None
-        if following is None or following == scene:
+    def _look_ahead(self, scene: str) -> None:
+        """Resolve the next scene's media without rendering; on_tick announces its hash."""
+        self._next_key = (self.timeline.scene, scene)
+        self._next_pending = self.library.resolve(scene, render=False)
+
+    def _next_ready(self, result: SceneMedia | str) -> None:
+        timeline = self.timeline
+        key = self._next_key
+        if key is None or key != (timeline.scene, timeline.next_scene):
+            return  # another scene, or another one next, was chosen meanwhile
+        if isinstance(result, str):
+            log.info("room %s: the next scene %s cannot be fetched ahead: %s", self.room.name,
+                     key[1], result)  # fmt: skip
             return
-
-        def done(future: Future[SceneMedia]) -> None:
-            result = resolved(future)
-            if isinstance(result, SceneMedia):
-                self._next_media = result.sha256
-
-        self.library.resolve(following).add_done_callback(done)
+        if timeline.next_media != result.sha256:
+            self._change(timeline.with_next(key[1], result.sha256), self.room.now_s())
 
     def _change(self, timeline: Timeline, now_s: float) -> None:
         self.timeline = timeline

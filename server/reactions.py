@@ -30,6 +30,7 @@ from neonbar import reaction as wire
 from neonbar.branching import BranchDecision, BranchPoint, choose, read_branches
 from neonbar.errors import UserError
 from neonbar.protocol import ErrorCode, ProtocolError
+from server.playback import Playback
 from server.room import Avatar, Feature, Room, Session, handles, register_feature
 
 log = logging.getLogger("neonbar.server.reactions")
@@ -303,9 +304,8 @@ class Reactions(Feature):
             _, chosen = self.next_scene
             self.next_scene = None
             playback = self.room.features.get("playback")
-            load = getattr(playback, "_load", None)
-            if load is not None:
-                load(chosen, -1, now_s, autoplay=True)
+            if isinstance(playback, Playback):
+                playback.switch_scene(chosen, now_s, autoplay=True)
 
     def _decide(self, scene: str, point: BranchPoint, now_s: float, by: int | None) -> None:
         info = self._scene(scene, wait=True)
@@ -321,6 +321,9 @@ class Reactions(Feature):
             BRANCH, scene=scene, point=point.name, choice=decision.choice.scene,
             label=decision.choice.label[:120], reason=decision.reason[:400], by=by,
         )  # fmt: skip
+        playback = self.room.features.get("playback")
+        if isinstance(playback, Playback):
+            playback.announce_next(decision.choice.scene)  # clients fetch it ahead
         log.info("room %s: branch %s of %s -> %s (%s)", self.room.name, point.name, scene,
                  decision.choice.scene, decision.reason)  # fmt: skip
 

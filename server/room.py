@@ -93,6 +93,9 @@ class RoomConfig:
     history_ticks: int = 16
     default_look: str = "orange_haze"
     open_rooms: bool = False  # join without an invite token, as collaborator
+    # Render a chosen generated scene that has no render yet (`neonbar server` does, unless
+    # --no-render); off, such a scene is "missing" with the command that renders it.
+    render_scenes: bool = False
     max_frame_bytes: int = MAX_CLIENT_FRAME_BYTES
     # Per invite (server/identity.py): avatars held in the room, joins per minute (burst).
     avatars_per_invite: int = 16

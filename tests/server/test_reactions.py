@@ -163,7 +163,7 @@ def test_a_flat_room_gets_the_harder_cut_and_everyone_hears_why(host):
     room = host.room()
     playback = _play(room, host, at=16.0)
     loads = []
-    playback._load = lambda scene, by, now_s, autoplay: loads.append((scene, autoplay))
+    playback.switch_scene = lambda scene, _now, autoplay=False, **_: loads.append((scene, autoplay))
     people = [_join(host, room, n) for n in ("ada", "bo")]
     _watch_to(host, room, [s for s, _ in people], 16.0, 23.05, arousal=0.25)
     events = [m for m in people[1][1].take() if m["t"] == "event" and m["kind"] == "branch"]
@@ -181,7 +181,7 @@ def test_an_engaged_room_gets_the_scene_as_written(host):
     room = host.room()
     playback = _play(room, host, at=16.0)
     loads = []
-    playback._load = lambda scene, by, now_s, autoplay: loads.append(scene)
+    playback.switch_scene = lambda scene, now_s, by=-1, autoplay=False: loads.append(scene)
     people = [_join(host, room, n)[0] for n in ("ada", "bo", "cy")]
     _watch_to(host, room, people, 16.0, 24.2, arousal=0.75)
     assert loads == ["last_train_soft"]
@@ -191,7 +191,7 @@ def test_the_host_may_override_and_others_may_not(host):
     room = host.room()
     playback = _play(room, host, at=16.0)
     loads = []
-    playback._load = lambda scene, by, now_s, autoplay: loads.append(scene)
+    playback.switch_scene = lambda scene, now_s, by=-1, autoplay=False: loads.append(scene)
     boss, boss_link = _join(host, room, "boss", role="host")
     viewer, viewer_link = _join(host, room, "vi", role="viewer")
     choice = {"t": "branch", "point": "the_envelope", "choice": "last_train_soft"}
