@@ -160,6 +160,8 @@ class SessionServer:
         else:
             grant = check_invite(hello, name, self.secret, self.config.open_rooms)
         room = self.room(name)
+        if existing is None:  # created now, from storage: its kicks apply (server/hosting.py)
+            grant = room.on_auth(hello)
         return room, room.on_join(link, hello, grant, self.now_s())
 
     def left(self, room: Room, session: Session) -> None:

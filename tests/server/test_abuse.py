@@ -336,3 +336,105 @@ def test_an_invite_minted_for_a_crowd_holds_that_many_and_no_more(make_server):
         assert await extra.closed() == CloseCode.INVITE_FULL
 
     run(scenario())
+
+
+def test_text_that_hides_or_reorders_and_look_paths_are_refused_over_the_wire(make_server):
+    """The issue's list, each through a real socket: an error naming the message, nothing
+    stored or shown, the connection stays."""
+    server = make_server(open_rooms=False)
+
+    async def scenario() -> None:
+        host = await RawClient.join(server.url, name="Host", token=server.token(role="host"))
+        ann = await RawClient.join(server.url, name="ann", token=server.token())
+        hidden = ["bad\x7fdel", "c1\x85next", "c1\x9bcsi", "bidi \u202eevil", "line\u2028sep",
+                  "para\u2029sep", "zero\u200bwidth", "isolate \u2066x\u2069"]  # fmt: skip
+        for text in hidden:
+            await ann.send({"t": "chat", "text": text})
+            error = await ann.error()
+            assert error["code"] == ErrorCode.INVALID_FIELD and error["ref"] == "chat", text
+        for name in ("\u200b", "\u3164", "\u3164\u3164", " ann", "a\u00a0nn"):
+            await ann.send({"t": "profile", "name": name})
+            error = await ann.error()
+            assert error["code"] == ErrorCode.INVALID_FIELD and error["ref"] == "profile", name
+        for look in ("../../etc/passwd", "assets/luts/teal_neon.cube", "teal_neon.cube"):
+            await host.send({"t": "look", "look": look})
+            error = await host.error()
+            assert error["code"] == ErrorCode.INVALID_FIELD and error["ref"] == "look", look
+        # An invisible name in the hello itself is not a valid hello.
+        ghost = await RawClient.open(server.url)
+        await ghost.send({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "\u3164",
+                          "token": server.token()})  # fmt: skip
+        assert await ghost.closed() == CloseCode.PROTOCOL
+        # Copying the host's name at the door gets a suffix; nothing above reached anyone.
+        copy = await RawClient.join(server.url, name="HOST", token=server.token())
+        assert copy.welcome["name"] == "HOST 2"
+        await ann.send({"t": "chat", "text": "plain"})
+        await host.event("chat", text="plain")
+        assert [e["text"] for e in host.events if e["kind"] == "chat"] == ["plain"]
+        assert not [e for e in host.events if e["kind"] in ("look", "profile")]
+        for client in (host, ann, copy):
+            await client.close()
+
+    run(scenario())
+
+
+def test_a_new_avatar_of_the_same_invite_does_not_refill_the_invites_budget(make_server):
+    """Per connection 5 messages pass at once; the invite (2 avatars) has 10 for all of its
+    connections together, refilled at 0.4 a second: after two avatars spent them, a third
+    one's fresh connection bucket does not help."""
+    server = make_server(open_rooms=False, avatars_per_invite=2, msgs_per_s=0.2, burst=5)
+    token = server.token()
+
+    async def spend(name: str) -> list[int]:
+        client = await RawClient.join(server.url, name=name, token=token)
+        for i in range(4):
+            await client.send({"t": "ping", "ct": float(i)})
+        await client.send({"t": "bye"})  # the 5th message; the avatar leaves, freeing its slot
+        await client.closed()
+        return [e["code"] for e in client.errors]
+
+    async def scenario() -> list[int]:
+        assert await spend("first") == []
+        assert await spend("second") == []
+        third = await RawClient.join(server.url, name="third", token=token)
+        for i in range(4):
+            await third.send({"t": "ping", "ct": float(i)})
+        await third.send({"t": "chat", "text": "sync"})  # refused or echoed: the last reply
+        replies = [await third.recv_until(_reply) for _ in range(5)]
+        return [m.get("code", 0) for m in replies]
+
+    codes = run(scenario())
+    assert codes.count(ErrorCode.RATE_LIMITED) >= 3, codes
+
+
+def _reply(msg: dict) -> bool:
+    """A pong, an error or a chat event: what a ping or a chat gets back."""
+    return msg["t"] in ("pong", "error") or (msg["t"] == "event" and msg["kind"] == "chat")
+
+
+def test_a_kick_outlasts_the_room_being_emptied(make_server):
+    """Everyone leaves, the room is disposed; the room made for the next hello reads the
+    kick back from storage."""
+    server = make_server(open_rooms=False)
+    host_token, guest_token = server.token(role="host"), server.token()
+
+    async def scenario() -> None:
+        host = await RawClient.join(server.url, name="host", token=host_token)
+        guest = await RawClient.join(server.url, name="guest", token=guest_token)
+        await host.send({"t": "kick", "avatar": guest.avatar})
+        assert await guest.closed() == CloseCode.KICKED
+        await host.send({"t": "bye"})
+        await host.closed()
+        assert server.server is not None
+        rooms = server.server.rooms
+        for _ in range(100):  # disposed within a couple of seconds once empty
+            if not server.call(lambda: "bar" in rooms):
+                break
+            await asyncio.sleep(0.1)
+        assert not server.call(lambda: "bar" in rooms)
+        back = await RawClient.open(server.url)
+        await back.send({"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "guest",
+                         "token": guest_token})  # fmt: skip
+        assert await back.closed() == CloseCode.KICKED
+
+    run(scenario())

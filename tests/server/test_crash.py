@@ -7,7 +7,8 @@ websocket clients stream chat at it. After SIGKILL and a restart on the same dir
   same seq, with the same content; nothing stored was overwritten;
 - seq continues above the highest seq anyone saw;
 - a client resumes with its old resume token: same avatar, where it stood, and exactly the
-  events it missed since its `since`, once each, in order.
+  events it missed since its `since`, once each, in order;
+- a kicked invite is still refused (4403) and a muted invite's chat still refused (4007).
 
 No assertion depends on how fast the machine is: the streams are counted in events, and every
 wait is a generous bound that only a hung server reaches.
@@ -17,62 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from serverfixtures import RawClient, run
+from serverprocess import ServerProcess
 from websockets.exceptions import ConnectionClosed
 
-REPO = Path(__file__).resolve().parents[2]
+from neonbar.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
+
 EVENT_KEYS = ("t", "seq", "st", "kind")
-
-
-class ServerProcess:
-    """`neonbar server --open` on 127.0.0.1, port 0, in a subprocess."""
-
-    def __init__(self, data: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("NEONBAR_SECRET", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "neonbar", "server", "--host", "127.0.0.1", "--port", "0",
-             "--data", str(data), "--open"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("listening on "):
-                self.url = line.split()[-1]
-                return
-            if not line and self.proc.poll() is not None:
-                break
-        self.proc.kill()
-        pytest.fail("the server did not start")
-
-    def kill9(self) -> None:
-        self.proc.kill()  # SIGKILL: no shutdown, no flush
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
 
 
 @pytest.fixture
 def servers():
     started: list[ServerProcess] = []
 
-    def start(data: Path) -> ServerProcess:
-        server = ServerProcess(data)
+    def start(data: Path, open_rooms: bool = True) -> ServerProcess:
+        server = ServerProcess(data, open_rooms)
         started.append(server)
         return server
 
@@ -230,3 +196,47 @@ def test_repeated_kill_9_under_load_never_reuses_a_seq(tmp_path: Path, servers):
         top_before = check_after_restart(tmp_path, seen_all)
     server = servers(tmp_path)
     check_after_restart(tmp_path, seen_all)
+
+
+def test_a_kick_and_a_mute_outlive_kill_9(tmp_path: Path, servers):
+    """Acknowledged (the host saw the kick and the mute events), then SIGKILL at once: the
+    restarted server on the same data still refuses the kicked invite and the muted chat."""
+    server = servers(tmp_path, open_rooms=False)
+    host_token, guest_token = server.invite(role="host"), server.invite()
+    loud_token = server.invite()
+
+    async def before_crash() -> dict[str, Any]:
+        host = await RawClient.join(server.url, name="host", token=host_token)
+        guest = await RawClient.join(server.url, name="guest", token=guest_token)
+        loud = await RawClient.join(server.url, name="loud", token=loud_token)
+        await host.send({"t": "kick", "avatar": guest.avatar})
+        await host.event("kick", avatar=guest.avatar)
+        await host.send({"t": "mute", "avatar": loud.avatar, "muted": True})
+        await host.event("mute", avatar=loud.avatar, muted=True)
+        server.kill9()  # the instant the host has seen both
+        return {"guest": guest.welcome, "loud": loud.welcome}
+
+    welcomes = run(before_crash(), timeout_s=60)
+    server = servers(tmp_path, open_rooms=False)
+
+    async def after_restart() -> None:
+        for resume in (None, welcomes["guest"]["resume"]):  # a fresh join, or its old avatar
+            guest = await RawClient.open(server.url)
+            hello = {"t": "hello", "v": PROTOCOL_VERSION, "room": "bar", "name": "guest",
+                     "token": guest_token, "resume": resume}  # fmt: skip
+            await guest.send(hello)
+            assert await guest.closed() == CloseCode.KICKED
+        # The muted avatar resumes muted; a new avatar of the same invite is muted as well.
+        loud = await RawClient.join(server.url, name="loud", token=loud_token,
+                                    resume=welcomes["loud"]["resume"])  # fmt: skip
+        assert loud.welcome["resumed"] is True and loud.avatar == welcomes["loud"]["you"]
+        louder = await RawClient.join(server.url, name="louder", token=loud_token)
+        for client in (loud, louder):
+            await client.send({"t": "chat", "text": "can you hear me?"})
+            error = await client.error()
+            assert error["code"] == ErrorCode.MUTED and error["ref"] == "chat"
+        assert not [e for e in loud.events + louder.events if e["kind"] == "chat"]
+        await loud.close()
+        await louder.close()
+
+    run(after_restart(), timeout_s=60)
