@@ -8,7 +8,10 @@ to the previous one — a seek the whole room follows. `film_mode(app)` is the s
 for a replay rendered to video, where nobody presses keys. The chat feed and the toasts stay:
 they are the bar talking.
 
-`stage(app, net, …)` applies the client's --tour, --presenter and --save-session options.
+`stage(app, net, …)` applies the client's --tour, --presenter and --save-session options. With
+a window, the tour says on screen that any key takes over; its shots and the moment it yields
+are marks in the session recording, and the yield is a line on stdout (what `neonbar demo`'s
+window test watches for).
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ PREVIOUS_KEYS = ("page_up", "[")
 JUMP_LEAD_S = 1.5  # land a little before the moment, so the room sees it arrive
 MOMENTS = 6
 BAR_SORT = 12  # after the app's frame task (10): the timeline is current
+CUE_SORT = 13
+TOUR_CAPTION = "guided tour: {shot}  ·  press any key to take the controls"
+YOURS_TOAST = "the controls are yours: W A S D walk · right-drag looks · F1 keys"
+YIELD_MARK = "tour: yielded to the keyboard"
+YIELD_LINE = (
+    "  the tour stopped at your key: the controls are yours "
+    "(W A S D walk, right-drag looks, F1 keys, close the window to end)"
+)
 
 
 def hide_clutter(app: Any) -> None:
@@ -198,6 +209,69 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
+class TourCue:
+    """What the live tour tells people: a caption along the bottom while it flies (the shot,
+    and that any key takes over), then the keys once a key has stopped it.
+
+    Args:
+        app: the `client.app.NeonBarApp` whose camera is the `client.tour.TourCamera`.
+        mark: writes a label into the session recording (None: not recording).
+        caption: show the caption (a window; an offscreen run has no keyboard).
+    """
+
+    def __init__(
+        self, app: Any, mark: Callable[[str], None] | None = None, caption: bool = True
+    ) -> None:
+        from direct.gui.OnscreenText import OnscreenText
+
+        from client import fonts
+
+        self.app = app
+        self.mark = mark
+        self.shot: str | None = None
+        base = app.base
+        self.caption = OnscreenText(
+            text="", parent=base.a2dBottomCenter, pos=(0, 0.09), scale=0.045,
+            fg=(1, 0.86, 0.62, 0.95), shadow=(0, 0, 0, 0.95), mayChange=True,
+            font=fonts.load_font(base.loader, fonts.latin_font_path()),
+        )  # fmt: skip
+        if not caption:
+            self.caption.hide()
+        base.taskMgr.add(self._task, "neonbar-tour-cue", sort=CUE_SORT)
+
+    def _task(self, task: Any) -> int:
+        from direct.task import Task
+
+        camera = self.app.camera
+        if not getattr(camera, "touring", False):
+            return int(Task.done)
+        name = camera.shot.name
+        if name != self.shot:
+            self.shot = name
+            self.caption.setText(TOUR_CAPTION.format(shot=name))
+            if self.mark is not None:
+                self.mark(f"tour: {name}")
+        return int(task.cont)
+
+    def yielded(self) -> None:
+        """A key stopped the tour: the keys on screen, a mark, a line for the terminal."""
+        self.caption.hide()
+        self.app.hud.show_toast(YOURS_TOAST, 6.0)
+        if self.mark is not None:
+            self.mark(YIELD_MARK)
+        print(YIELD_LINE, flush=True)
+
+    def destroy(self) -> None:
+        self.app.base.taskMgr.remove("neonbar-tour-cue")
+        self.caption.destroy()
+
+
+def _has_window(base: Any) -> bool:
+    from panda3d.core import GraphicsWindow
+
+    return isinstance(getattr(base, "win", None), GraphicsWindow)
+
+
 def stage(
     app: Any,
     net: Any,
@@ -210,6 +284,7 @@ def stage(
     """Apply `neonbar client --tour / --presenter / --save-session`; returns the closer to
     call when the client ends (it finishes the recording)."""
     closers: list[Callable[[], None]] = []
+    writer: Any = None
     if save_session:
         from client.recording import AppRecorder, SessionWriter
 
@@ -218,11 +293,13 @@ def stage(
     if tour:
         from client.tour import Tour, TourCamera
 
+        cue = TourCue(app, mark=writer.mark if writer is not None else None,
+                      caption=_has_window(app.base))  # fmt: skip
         app.camera = TourCamera(
             app.camera, Tour.for_layout(app.layout), clock=app.clock,
-            crowd=app.crowd, you=lambda: app.you,
-            on_interrupt=lambda: app.hud.show_toast("the controls are yours: F1 for keys", 3.0),
+            crowd=app.crowd, you=lambda: app.you, on_interrupt=cue.yielded,
         )  # fmt: skip
+        closers.append(cue.destroy)
     if presenter:
         hide_clutter(app)
         closers.append(Presenter(app).destroy)

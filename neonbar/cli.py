@@ -122,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--look", default=None, help="colour grade (LUT name in assets/luts)")
     p.add_argument(
         "--quality",
-        choices=["low", "medium", "high"],
+        choices=["low", "medium", "high", "auto"],
         default="medium",
-        help="post-processing cost",
+        help="post-processing cost (auto: low on a software renderer such as llvmpipe)",
     )
     p.add_argument(
         "--playback-log",

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -310,9 +311,17 @@ def run(args: argparse.Namespace) -> int:
         duration_s = play_at_s + scene.duration_s + scene.follow_on_s + TAIL_S
     out_dir.mkdir(parents=True, exist_ok=True)
     record.parent.mkdir(parents=True, exist_ok=True)
-    if offscreen:
-        return _run_offscreen(args, scene, duration_s, play_at_s, out_dir, record, size)
-    return _run_window(args, scene, duration_s, out_dir, size)
+    # A SIGTERM unwinds like Ctrl-C: the server and the patrons are stopped, not orphaned.
+    previous = signal.signal(signal.SIGTERM, _closing)
+    try:
+        if offscreen:
+            return _run_offscreen(args, scene, duration_s, play_at_s, out_dir, record, size)
+        return _run_window(args, scene, duration_s, out_dir, size)
+    except _Closing:
+        print("the demo was stopped before the end of the evening", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_offscreen(
@@ -391,6 +400,43 @@ def _run_offscreen(
     return 0
 
 
+class _Closing(Exception):
+    """SIGTERM to the demo: end the evening as if the window had been closed."""
+
+
+def _closing(signum: int, frame: Any) -> None:
+    raise _Closing
+
+
+def run_window_client(
+    command: list[str], log_path: Path, close_after_s: float | None = None
+) -> int:
+    """Run the windowed client until its window closes, `close_after_s` passes, or the demo is
+    told to stop (Ctrl-C, SIGTERM); returns its exit status.
+
+    The client's diagnostics (Panda3D's and the OpenGL driver's chatter, its log lines) go to
+    `log_path`, not the terminal. To end it early it is sent SIGTERM, which it handles like a
+    closed window, so the session recording is finished and the server sees the Director leave.
+    """
+    with log_path.open("w") as log:
+        child = subprocess.Popen(command, stderr=log)
+        try:
+            child.wait(timeout=close_after_s)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt, _Closing):
+            # Ctrl-C reached the client too (one process group) and it is closing already.
+            previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # we are ending anyway
+            try:
+                child.terminate()
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+            return 0 if child.returncode in (0, -signal.SIGTERM) else child.returncode
+    return child.returncode
+
+
 def _run_window(
     args: argparse.Namespace,
     scene: DemoScene,
@@ -425,24 +471,33 @@ def _run_window(
             cue.daemon = True
             cue.start()
             print(
-                "  A second person joins from another machine with:\n"
-                f"    neonbar invite --room {ROOM} --role collaborator --data {data_dir}\n"
-                "    neonbar client --server '<the link it prints>' --name YOU\n"
-                "  (start the server with --host 0.0.0.0 so other machines can reach it)",
+                "  Someone else on this machine joins while the window is open with:\n"
+                f"    neonbar invite --room {ROOM} --role collaborator --data {data_dir} "
+                f"--server {evening.url}\n"
+                "    neonbar client --server '<the link it prints second>' --name YOU",
                 flush=True,
             )
-            steps.say("the window: the guided tour plays; press any key to take over")
+            until = (
+                f"for {args.duration:g} s" if args.duration is not None else "until you close it"
+            )
+            steps.say(
+                f"the window ({until}): the guided tour plays; press any key to take the controls"
+            )
             client = _neonbar(
                 "client", "--server", evening.url, "--room", ROOM, "--name", DIRECTOR,
                 "--token", host, "--size", f"{size[0]}x{size[1]}", "--presenter",
-                "--save-session", str(session_path), "--tour",
+                "--save-session", str(session_path), "--tour", "--quality", "auto",
             )  # fmt: skip
             try:
-                status = subprocess.run(client, check=False).returncode
+                status = run_window_client(
+                    client, data_dir / "client.log", close_after_s=args.duration
+                )
             finally:
                 cue.cancel()
             if status != 0:
-                raise UserError(f"the client exited with status {status}")
+                raise UserError(
+                    f"the client exited with status {status}: {evening.log_tail('client')}"
+                )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     if args.record:
