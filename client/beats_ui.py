@@ -684,15 +684,20 @@ class BeatsUi:
         left, right, bottom, top = self.picture_rect()
         return left + x * (right - left), top - y * (top - bottom)
 
+    def _mouse(self) -> tuple[float, float] | None:
+        """The cursor in the window (lens film coordinates, -1..1), None outside it."""
+        mw = self.base.mouseWatcherNode
+        if mw is None or not mw.hasMouse():
+            return None
+        return mw.getMouseX(), mw.getMouseY()
+
     def _mouse_in_window(self) -> tuple[float, float] | None:
         from panda3d.core import MouseButton
 
         mw = self.base.mouseWatcherNode
-        if mw is None or not mw.hasMouse():
-            return None
-        if mw.isButtonDown(MouseButton.three()):
+        if mw is not None and mw.isButtonDown(MouseButton.three()):
             return None  # right-drag turns the avatar: the cursor sweeps past ticks
-        return mw.getMouseX(), mw.getMouseY()
+        return self._mouse()
 
     def hover_at(self, film: tuple[float, float] | None) -> tuple[Beat, float] | None:
         """The beat under a point of the window (lens film coordinates, -1..1, like the
@@ -720,23 +725,19 @@ class BeatsUi:
         return b, min(max(x_m, lo), hi)
 
     def _mouse_on_screen(self) -> tuple[float, float] | None:
-        from panda3d.core import Point3
+        return self.frame_point(self._mouse())
 
-        mw = self.base.mouseWatcherNode
-        if mw is None or not mw.hasMouse():
+    def frame_point(self, film: tuple[float, float] | None) -> tuple[float, float] | None:
+        """Where a point of the window (lens film coordinates) falls on the picture: (x, y)
+        from its top-left, 0..1, or None when it misses the picture."""
+        from client.timeline_bar import ray_on_plane
+
+        if film is None:
             return None
-        near, far = Point3(), Point3()
-        if not self.base.camLens.extrude(mw.getMouse(), near, far):
+        hit = ray_on_plane(self._screen_node, 0.0, self.base.cam, self.base.camLens, film)
+        if hit is None:
             return None
-        node = self._screen_node
-        a = node.getRelativePoint(self.base.cam, near)
-        b = node.getRelativePoint(self.base.cam, far)
-        if abs(b.y - a.y) < 1e-9:
-            return None
-        k = (0.0 - a.y) / (b.y - a.y)  # the screen's plane is y = 0 in its own frame
-        if k < 0:
-            return None
-        hit_x, hit_z = a.x + k * (b.x - a.x), a.z + k * (b.z - a.z)
+        hit_x, hit_z = hit.x, hit.z
         left, right, bottom, top = self.picture_rect()
         x, y = (hit_x - left) / (right - left), (top - hit_z) / (top - bottom)
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):

@@ -35,6 +35,25 @@ assert RATES[0] >= MIN_RATE and RATES[-1] <= MAX_RATE
 STATE_TEXT = {"preparing": "preparing the scene…", "missing": "media missing", "idle": "no scene"}
 
 
+def ray_on_plane(node: NodePath, plane_y: float, cam: NodePath, lens: Any,
+                 film: tuple[float, float]) -> Point3 | None:  # fmt: skip
+    """Where the ray from the camera through a point of the window (lens film coordinates,
+    -1..1 like the mouse) meets the plane y = `plane_y` of `node` (in `node`'s frame), or
+    None when it runs along the plane or the plane is behind the camera or past the far
+    plane. The big screen and the strip both face -y in their own frames."""
+    near, far = Point3(), Point3()
+    if not lens.extrude(Point2(*film), near, far):
+        return None
+    a = node.getRelativePoint(cam, near)
+    b = node.getRelativePoint(cam, far)
+    if abs(b.y - a.y) < 1e-9:
+        return None
+    k = (plane_y - a.y) / (b.y - a.y)
+    if not 0.0 <= k <= 1.0:
+        return None
+    return a + (b - a) * k
+
+
 def fmt_clock(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
@@ -161,19 +180,6 @@ class TimelineBar:
         self.marks.append(node)
         return node
 
-    def _on_plane(self, cam: NodePath, lens: Any, film: tuple[float, float]) -> Point3 | None:
-        near, far = Point3(), Point3()
-        if not lens.extrude(Point2(*film), near, far):
-            return None
-        a = self.root.getRelativePoint(cam, near)
-        b = self.root.getRelativePoint(cam, far)
-        if abs(b.y - a.y) < 1e-9:
-            return None  # looking along the strip
-        k = (MARK_Y_M - a.y) / (b.y - a.y)
-        if not 0.0 <= k <= 1.0:
-            return None  # the strip is behind the camera or past the far plane
-        return a + (b - a) * k
-
     def pick(self, cam: NodePath, lens: Any, film: tuple[float, float], slack_px: float = 6.0,
              window_px: float = 1.0) -> tuple[float, float, float] | None:  # fmt: skip
         """Where a point of the window (lens film coordinates, -1..1 like the mouse) meets
@@ -181,14 +187,14 @@ class TimelineBar:
         when it misses the strip. The slack is what `slack_px` pixels (of a window
         `window_px` pixels wide) span on the strip there, so a thin tick stays easy to hit
         from across the bar."""
-        hit = self._on_plane(cam, lens, film)
+        hit = ray_on_plane(self.root, MARK_Y_M, cam, lens, film)
         if hit is None:
             return None
         if not (-self.width_m / 2 <= hit.x <= self.width_m / 2
                 and -0.02 <= hit.z <= self.height_m):  # fmt: skip
             return None
         step = 2.0 * slack_px / max(1.0, window_px)  # film units are 2 across the window
-        beside = self._on_plane(cam, lens, (film[0] + step, film[1]))
+        beside = ray_on_plane(self.root, MARK_Y_M, cam, lens, (film[0] + step, film[1]))
         slack = abs(beside.x - hit.x) if beside is not None else 0.0
         fraction = (hit.x - self.x_of(0.0)) / self.track_m
         return hit.x, fraction, slack
@@ -262,4 +268,5 @@ class TimelineKeys(DirectObject):
         self.ignoreAll()
 
 
-__all__ = ["TimelineBar", "TimelineKeys", "controller_text", "may_control", "status_line"]
+__all__ = ["TimelineBar", "TimelineKeys", "controller_text", "may_control", "ray_on_plane",
+           "status_line"]  # fmt: skip

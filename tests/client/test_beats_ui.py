@@ -307,32 +307,6 @@ def test_bots_mark_the_playing_scene_as_the_play_head_passes() -> None:
 # ------------------------------------------------------------------------------ two people, live
 
 
-def _clip_scene(root: Path) -> Path:
-    """A 30 s clip imported as scene `live_storm` (dust_storm's screenplay) in root/scenes."""
-    import subprocess
-
-    import av
-    import numpy as np
-
-    clip = root / "clip.mp4"
-    with av.open(str(clip), "w") as out:
-        stream = out.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
-        for k in range(30 * 24):
-            img = np.full((96, 160, 3), (k * 3) % 255, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    repo = Path(__file__).resolve().parents[2]
-    subprocess.run(
-        [sys.executable, "-m", "neonbar", "scene", "add", str(clip), "--title", "Live Storm",
-         "--screenplay", str(repo / "scenes" / "dust_storm.fountain"), "--name", "live_storm"],
-        cwd=repo, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return root / "scenes"
-
-
 @pytest.mark.render
 def test_two_people_mark_beats_during_a_playing_scene_and_see_each_others(
     showbase,  # noqa: F811  (the fixture imported above)
@@ -342,14 +316,14 @@ def test_two_people_mark_beats_during_a_playing_scene_and_see_each_others(
     import subprocess
     import time
 
+    from clipfixtures import clip_scene
     from netfixtures import running_server
 
     from client.app import NeonBarApp
     from client.net import NetSession
     from client.watch import WatchOptions
 
-    monkeypatch.setenv("NEONBAR_SCENES", str(tmp_path / "scenes"))
-    _clip_scene(tmp_path)
+    monkeypatch.setenv("NEONBAR_SCENES", str(clip_scene(tmp_path, "live_storm", "Live Storm")))
     data = tmp_path / "data"
     data.mkdir()
     repo = Path(__file__).resolve().parents[2]
@@ -515,9 +489,16 @@ def test_pointing_the_mouse_at_a_tick_labels_that_beat(bar_app) -> None:
         base.taskMgr.step()
         assert ui.hover_text() == "joy · ben · 20.0–24.0 s · intensity 0.50\n“the haze lifts”"
 
+    # the same ray finds P's spot on the picture
+    bar = app.watch.bar
+    left, right, bottom, top = ui.picture_rect()
+    spot = (left + 0.25 * (right - left), 0.0, top - 0.6 * (top - bottom))
+    on_picture = ui.frame_point(_film(base, ui._screen_node, spot))
+    assert on_picture == pytest.approx((0.25, 0.6), abs=1e-3)
+    assert ui.frame_point(_film(base, bar.root, (0, 0, 0.1))) is None  # the strip is not it
+
     # off the ticks (the strip at 5 s, the picture above it, outside the window): hidden,
     # and the near label is back
-    bar = app.watch.bar
     for at in (_film(base, bar.root, (bar.x_of(5 / 30), 0, 0.1)),
                _film(base, bar.root, (0, 0, bar.height_m + 1.0)), None):  # fmt: skip
         mouse["at"] = at
