@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "client"))  # the test clip and the server process
 
 from neonbar.beats import EMOTION_NAMES, BeatChain, validate_fields  # noqa: E402
 from server.storage import RoomRecord, SqliteStorage  # noqa: E402
@@ -123,57 +123,6 @@ def bench_commit(runs: int, n: int, root: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ 2. latency
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _bench_scene(root: Path) -> tuple[str, dict[str, str]]:
-    """A 30 s clip with dust_storm's screenplay, imported into a scene folder of its own: the
-    server can play it and the bots plan beats from its arc without rendering the film."""
-    import av
-
-    scenes = root / "scenes"
-    env = {**os.environ, "NEONBAR_SCENES": str(scenes)}
-    clip = root / "bench_clip.mp4"
-    with av.open(str(clip), "w") as out:
-        stream = out.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
-        for k in range(30 * 24):
-            img = np.full((96, 160, 3), (k * 3) % 255, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    subprocess.run(
-        [sys.executable, "-m", "neonbar", "scene", "add", str(clip), "--title", "Bench Storm",
-         "--screenplay", str(REPO / "scenes" / "dust_storm.fountain"), "--name", "bench_storm"],
-        cwd=REPO, env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    return "bench_storm", env
-
-
-def _start_server(
-    data: Path, port: int, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "neonbar", "server", "--port", str(port), "--data", str(data)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode()
-        if "listening on" in line:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe empty
-            return proc
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def _token(data: Path, room: str, role: str, avatars: int = 1) -> str:
@@ -257,13 +206,19 @@ async def _annotators(
 
 
 def bench_latency(runs: int, bots: int, seconds: float, root: Path) -> dict[str, Any]:
+    from clipfixtures import clip_scene
+    from netfixtures import ServerProcess
+
     p50s, p99s, rtt50s, rtt99s, counts, bot_beats, within, loads = [], [], [], [], [], [], [], []
-    scene, env = _bench_scene(root)
+    # A 30 s clip with dust_storm's screenplay in a scene folder of its own: the server plays
+    # it and the bots plan beats from its arc without rendering the film.
+    scene = "bench_storm"
+    env = {**os.environ, "NEONBAR_SCENES": str(clip_scene(root, scene, "Bench Storm"))}
     for run in range(runs):
         data = root / f"latency-{run}"
-        port = _free_port()
-        url = f"ws://127.0.0.1:{port}"
-        server = _start_server(data, port, env)
+        data.mkdir(parents=True)
+        server = ServerProcess(data, open_rooms=False, env=env)
+        url = server.url
         bot_proc = None
         try:
             host = _token(data, "bench", "host", avatars=bots)  # one invite for the crowd
@@ -285,11 +240,7 @@ def bench_latency(runs: int, bots: int, seconds: float, root: Path) -> dict[str,
                     bot_beats.append(int(summary["beats_sent"]))
                     if summary["connected"] != bots:
                         print(f"warning: {summary['connected']} of {bots} bots connected")
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.stop(signal.SIGINT)
         lat = np.array(latency) * 1000
         r = np.array(rtt) * 1000
         p50s.append(float(np.percentile(lat, 50)))

@@ -167,8 +167,10 @@ def fetch_bench(runs: int) -> dict[str, Any]:
         work = Path(tmp)
         rig = WatchRig(work / "rig", frames=48)
         try:
-            # A bigger, noisy 720p clip imported as a second scene.
-            big = _noisy_clip(work / "big.mp4", write_numbered_clip)
+            # A bigger 720p clip imported as a second scene: noise behind the frame code, so
+            # it does not compress (120 frames at crf 18).
+            big = write_numbered_clip(work / "big.mp4", 120, 24, (1280, 720), gop=None,
+                                      noise_seed=0, crf=18, preset="ultrafast")  # fmt: skip
             import os
 
             from neonbar.scenes import import_clip
@@ -206,32 +208,6 @@ def fetch_bench(runs: int) -> dict[str, Any]:
             }
         finally:
             rig.close()
-
-
-def _noisy_clip(path: Path, writer: Any) -> Path:
-    """120 frames of 1280x720 noise behind the frame code: a clip that does not compress."""
-    from fractions import Fraction
-
-    import av
-
-    from client.screen import frame_code
-
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.time_base = Fraction(1, 24)
-        stream.options = {"crf": "18", "preset": "ultrafast"}
-        for k in range(120):
-            img = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)
-            frame_code(img, k)
-            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts = k
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 # ---------------------------------------------------------------------------- frame cost

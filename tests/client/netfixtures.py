@@ -24,11 +24,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`neonbar server [--open]` on 127.0.0.1 in a subprocess; `url` once it listens."""
+    """`neonbar server [--open]` on 127.0.0.1 in a subprocess (environment `env`, default
+    this process's); `url` once it listens."""
 
     def __init__(
-        self, data_dir: Path, port: int = 0, timeout_s: float = 90.0, open_rooms: bool = True
-    ) -> None:
+        self, data_dir: Path, port: int = 0, timeout_s: float = 90.0, open_rooms: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
         self.log_path = data_dir / f"server-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -38,7 +40,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         self.url = self._wait_listening(timeout_s)
 

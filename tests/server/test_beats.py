@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "client"))  # the clip, the server process
+from clipfixtures import clip_scene
+from netfixtures import ServerProcess, free_port
 from serverfixtures import RawClient, ServerThread, run
 
 from neonbar.beats import EMOTION_NAMES, BeatChain, beat_from_dict, check_chain
@@ -235,36 +238,12 @@ def test_resumed_client_gets_exactly_the_beats_it_missed(server: ServerThread) -
 # ----------------------------------------------------------------------------- kill -9
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "neonbar", "server", "--port", str(port), "--data", str(data),
-         "--open"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode()
-        if "listening on" in line:
-            return proc
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
 def test_kill_9_during_a_burst_loses_no_acknowledged_beat(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    port = _free_port()
+    data.mkdir()
+    port = free_port()  # the restart listens where the clients were
     url = f"ws://127.0.0.1:{port}"
-    proc = _start(data, port)
+    server = ServerProcess(data, port)
     acked: list[dict[str, Any]] = []
     try:
 
@@ -288,16 +267,14 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_beat(tmp_path: Path) -> Non
             tasks += [asyncio.ensure_future(read(c)) for c in clients]
             while len(acked) < 60:
                 await asyncio.sleep(0.01)
-            os.kill(proc.pid, signal.SIGKILL)  # mid-burst: beats in flight everywhere
+            os.kill(server.proc.pid, signal.SIGKILL)  # mid-burst: beats in flight everywhere
             await asyncio.gather(*tasks, return_exceptions=True)
 
         run(burst(), timeout_s=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+        server.stop(signal.SIGKILL)
     assert len(acked) >= 60
-    proc = _start(data, port)
+    server = ServerProcess(data, port)
     try:
 
         async def after() -> None:
@@ -313,11 +290,7 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_beat(tmp_path: Path) -> Non
 
         run(after())
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop(signal.SIGINT)
     out = tmp_path / "beats.json"
     done = subprocess.run(
         [sys.executable, "-m", "neonbar", "export", "--data", str(data), "--room", "bar",
@@ -338,44 +311,14 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_beat(tmp_path: Path) -> Non
     assert check.returncode == 0 and "intact" in check.stdout, check.stdout + check.stderr
 
 
-def _scene_folder(root: Path) -> dict[str, str]:
-    """A 30 s clip imported as scene `bench_storm` with dust_storm's screenplay, in a scene
-    folder of the test's own (never the repository's scenes/)."""
-    import av
-    import numpy as np
-
-    env = {**os.environ, "NEONBAR_SCENES": str(root / "scenes"), "PYTHONUNBUFFERED": "1"}
-    clip = root / "clip.mp4"
-    with av.open(str(clip), "w") as out:
-        stream = out.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
-        for k in range(30 * 24):
-            img = np.full((96, 160, 3), (k * 3) % 255, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    subprocess.run(
-        [sys.executable, "-m", "neonbar", "scene", "add", str(clip), "--title", "Bench Storm",
-         "--screenplay", str(REPO / "scenes" / "dust_storm.fountain"), "--name", "bench_storm"],
-        cwd=REPO, env=env, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return env
-
-
 def test_bots_mark_a_playing_scene_and_the_room_exports_and_reports(tmp_path: Path) -> None:
-    env = _scene_folder(tmp_path)
+    # a scene folder of the test's own (never the repository's scenes/)
+    env = {**os.environ, "NEONBAR_SCENES": str(clip_scene(tmp_path, "bench_storm", "Bench Storm"))}
     data = tmp_path / "data"
-    port = _free_port()
-    url = f"ws://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "neonbar", "server", "--port", str(port), "--data", str(data)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    data.mkdir()
+    server = ServerProcess(data, open_rooms=False, env=env)
+    url = server.url
     try:
-        assert proc.stdout is not None
-        while "listening on" not in proc.stdout.readline().decode():
-            assert proc.poll() is None, "server did not start"
         host = subprocess.run(
             [sys.executable, "-m", "neonbar", "invite", "--room", "bar", "--role", "host",
              "--data", str(data)],
@@ -391,11 +334,7 @@ def test_bots_mark_a_playing_scene_and_the_room_exports_and_reports(tmp_path: Pa
         summary = json.loads(bots.stdout)
         assert summary["errors"] == 0 and summary["beats_sent"] > 0
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop(signal.SIGINT)
 
     def neonbar(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "neonbar", *args], cwd=REPO, env=env,
