@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import signal
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from serverfixtures import RawClient, run
-from serverprocess import ServerProcess
 from websockets.exceptions import ConnectionClosed
 
 from neonbar.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
+from neonbar.tokens import load_secret, mint
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "client"))  # the server process
+from netfixtures import ServerProcess
 
 EVENT_KEYS = ("t", "seq", "st", "kind")
 
@@ -37,8 +43,10 @@ EVENT_KEYS = ("t", "seq", "st", "kind")
 def servers():
     started: list[ServerProcess] = []
 
+    env = {k: v for k, v in os.environ.items() if k != "NEONBAR_SECRET"}  # data/secret.key
+
     def start(data: Path, open_rooms: bool = True) -> ServerProcess:
-        server = ServerProcess(data, open_rooms)
+        server = ServerProcess(data, open_rooms=open_rooms, env=env)
         started.append(server)
         return server
 
@@ -123,7 +131,7 @@ def test_kill_9_mid_stream_loses_nothing_seen_and_resume_restores_the_avatar(
             if len(chats) >= 60 and len(snaps) == 40 and all(s == snaps[-1] for s in snaps):
                 break
         stood = watcher.snaps[-1]["you"][:3]
-        server.kill9()  # mid-stream: the senders are still sending
+        server.stop(signal.SIGKILL)  # mid-stream: the senders are still sending
         await asyncio.wait(tasks, timeout=30)
         for task in tasks:
             task.cancel()
@@ -182,7 +190,7 @@ def test_repeated_kill_9_under_load_never_reuses_a_seq(tmp_path: Path, servers):
             stop_at = rng.randrange(40, 160)
             while sum(e["kind"] == "chat" for e in clients[0].events) < stop_at:
                 await asyncio.sleep(0.02)
-            server.kill9()
+            server.stop(signal.SIGKILL)
             await asyncio.wait(tasks, timeout=30)
             for task in tasks:
                 task.cancel()
@@ -202,8 +210,9 @@ def test_a_kick_and_a_mute_outlive_kill_9(tmp_path: Path, servers):
     """Acknowledged (the host saw the kick and the mute events), then SIGKILL at once: the
     restarted server on the same data still refuses the kicked invite and the muted chat."""
     server = servers(tmp_path, open_rooms=False)
-    host_token, guest_token = server.invite(role="host"), server.invite()
-    loud_token = server.invite()
+    secret = load_secret(tmp_path)  # the key the server made in its data directory
+    host_token, guest_token = mint(secret, "bar", "host"), mint(secret, "bar", "collaborator")
+    loud_token = mint(secret, "bar", "collaborator")
 
     async def before_crash() -> dict[str, Any]:
         host = await RawClient.join(server.url, name="host", token=host_token)
@@ -213,7 +222,7 @@ def test_a_kick_and_a_mute_outlive_kill_9(tmp_path: Path, servers):
         await host.event("kick", avatar=guest.avatar)
         await host.send({"t": "mute", "avatar": loud.avatar, "muted": True})
         await host.event("mute", avatar=loud.avatar, muted=True)
-        server.kill9()  # the instant the host has seen both
+        server.stop(signal.SIGKILL)  # the instant the host has seen both
         return {"guest": guest.welcome, "loud": loud.welcome}
 
     welcomes = run(before_crash(), timeout_s=60)

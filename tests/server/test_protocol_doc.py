@@ -22,17 +22,37 @@ from typing import Any
 import msgpack
 import pytest
 import websockets
-from serverprocess import REPO, ServerProcess
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "client"))  # the server process
+from netfixtures import REPO, ServerProcess
 
 DOC = REPO / "docs" / "protocol.md"
 Msg = dict[str, Any]
 
 
+class DefaultServer:
+    """`neonbar server` with no options but its port and data, and `neonbar invite` for it."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        data.mkdir(parents=True, exist_ok=True)
+        self.process = ServerProcess(data, open_rooms=False)
+        self.url = self.process.url
+
+    def invite(self, room: str, role: str = "collaborator") -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "neonbar", "invite", "--room", room, "--role", role,
+             "--data", str(self.data)],
+            cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        return out.stdout.splitlines()[0].strip()
+
+
 @pytest.fixture
 def server(tmp_path: Path):
-    started = ServerProcess(tmp_path / "data", open_rooms=False)  # a default server
+    started = DefaultServer(tmp_path / "data")
     yield started
-    started.stop()
+    started.process.stop()
 
 
 def bounded(coro: Any, timeout_s: float = 60.0) -> Any:
@@ -210,7 +230,7 @@ async def refused(url: str, hello: Msg) -> int | None:
     return ws.close_code
 
 
-def test_a_client_from_the_document_joins_moves_chats_and_resumes(server: ServerProcess):
+def test_a_client_from_the_document_joins_moves_chats_and_resumes(server: DefaultServer):
     ann_token, bob_token = server.invite("bar"), server.invite("bar")
 
     async def scenario() -> None:
@@ -338,7 +358,7 @@ def section_11_example() -> str:
     return blocks[0]
 
 
-def test_the_example_of_section_11_runs_against_a_default_server(server: ServerProcess, tmp_path):
+def test_the_example_of_section_11_runs_against_a_default_server(server: DefaultServer, tmp_path):
     """Run as printed (only the address is this test's port), with an invite minted as the
     section says; a client of our own watches it arrive, chat and walk."""
     code = section_11_example()
@@ -379,7 +399,7 @@ def test_the_example_of_section_11_runs_against_a_default_server(server: ServerP
     bounded(scenario(), 90)
 
 
-def test_the_documented_invite_command_prints_a_token_and_a_link(server: ServerProcess):
+def test_the_documented_invite_command_prints_a_token_and_a_link(server: DefaultServer):
     """Section 8: the token on the first line, `ws://HOST:PORT/?room=R&token=T` on the second."""
     out = subprocess.run(
         [sys.executable, "-m", "neonbar", "invite", "--room", "bar", "--role", "viewer",
