@@ -535,3 +535,37 @@ def test_the_hover_label_is_drawn_by_its_tick_in_the_emotions_colour(strip_app) 
     assert after > before + 40  # 150 on this box at 320x180
     mouse["at"] = None
     assert coloured() <= before + 5
+
+
+def test_hover_reads_the_cursor_but_not_while_the_right_button_turns(bar_app) -> None:
+    from types import SimpleNamespace
+
+    app, _, base = bar_app
+    ui = app.beats
+
+    class Watcher:  # the mouse an offscreen buffer lacks: in the window, right button as told
+        right = False
+
+        def hasMouse(self) -> bool:  # Panda3D's names
+            return True
+
+        def isButtonDown(self, button: Any) -> bool:
+            return self.right and str(button) == "mouse3"
+
+        def getMouseX(self) -> float:
+            return 0.25
+
+        def getMouseY(self) -> float:
+            return -0.5
+
+    watcher = Watcher()
+    ui.base = SimpleNamespace(mouseWatcherNode=watcher)
+    try:
+        assert ui._mouse_in_window() == (0.25, -0.5)
+        watcher.right = True
+        assert ui._mouse_in_window() is None
+        assert ui._mouse() == (0.25, -0.5)  # P still aims while turning
+        ui.base = SimpleNamespace(mouseWatcherNode=None)  # no pointer at all
+        assert ui._mouse_in_window() is None and ui._mouse() is None
+    finally:
+        ui.base = base
