@@ -185,6 +185,30 @@ def test_websocket_ping_frames_are_rate_limited_like_data(server: ServerThread):
     run(scenario())
 
 
+def test_unsolicited_pong_frames_are_rate_limited_like_pings(server: ServerThread):
+    async def scenario() -> None:
+        calm = await RawClient.join(server.url, name="calm")
+        ponger = await RawClient.join(server.url, name="ponger")
+
+        async def flood() -> None:
+            try:
+                for i in range(20_000):
+                    await ponger.ws.pong(str(i).encode())  # answers to nothing
+                    if i % 50 == 0:
+                        await asyncio.sleep(0)
+            except Exception:
+                pass  # closed by the server mid-flood
+
+        task = asyncio.create_task(flood())
+        assert await ponger.closed(timeout_s=15) == CloseCode.FLOOD
+        await task
+        await calm.send({"t": "chat", "text": "still served"})
+        await calm.event("chat", text="still served")
+        await calm.close()
+
+    run(scenario())
+
+
 def test_one_invite_holds_a_bounded_number_of_avatars(make_server):
     server = make_server(open_rooms=False, avatars_per_invite=3, join_burst=20)
     token = server.token()
