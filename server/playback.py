@@ -61,9 +61,9 @@ class Playback(Feature):
         self.library: MediaLibrary = getattr(room.host, "media", None) or shared_library()
         self.timeline = Timeline()
         self._pending: Future[SceneMedia] | None = None
-        self._pending_key: tuple[str | None, int] | None = None
+        self._loads = 0  # scenes loaded so far: which load a worker's news is about
         self._autoplay = False
-        self._render_note: tuple[tuple[str | None, int], str] | None = None  # from the worker
+        self._render_note: tuple[int, str] | None = None  # (load, sentence), from the worker
         self._next_pending: Future[SceneMedia] | None = None
         self._next_key: tuple[str | None, str] | None = None  # (this scene, the next one)
 
@@ -120,7 +120,7 @@ class Playback(Feature):
     def on_tick(self, now_s: float) -> None:
         note = self._render_note
         timeline = self.timeline
-        if note is not None and note[0] == (timeline.scene, timeline.version):
+        if note is not None and note[0] == self._loads:
             self._render_note = None
             if timeline.status == "preparing" and timeline.note != note[1]:
                 self._change(timeline.with_status("preparing", now_s, note=note[1]), now_s)
@@ -205,16 +205,16 @@ class Playback(Feature):
         """
         loaded = self.timeline.load(now_s, scene=scene, title=scene, media=None, fps=24.0,
                                     frames=0, status="preparing", by=by)  # fmt: skip
-        key = (scene, loaded.version)
+        self._loads += 1
+        load = self._loads
         self._autoplay = autoplay
         self._render_note = None
 
         def rendering(sentence: str) -> None:  # on a worker thread: picked up by on_tick
-            self._render_note = (key, sentence)
+            self._render_note = (load, sentence)
 
         renders = bool(getattr(self.room.config, "render_scenes", False))
         self._pending = self.library.resolve(scene, render=renders, on_render=rendering)
-        self._pending_key = key
         self._next_pending = None
         self._change(loaded, now_s)
 
@@ -237,9 +237,13 @@ class Playback(Feature):
         return names[(names.index(scene) + 1) % len(names)]
 
     def _media_ready(self, result: SceneMedia | str, now_s: float) -> None:
+        # `_pending` is always the latest load's (another choice replaces it), and versions made
+        # meanwhile (a render's note, the collaborator rule) keep the scene preparing.
         timeline = self.timeline
-        if self._pending_key != (timeline.scene, timeline.version):
-            return  # another scene was chosen meanwhile
+        if timeline.status != "preparing" or (
+            isinstance(result, SceneMedia) and result.scene != timeline.scene
+        ):
+            return
         if isinstance(result, str):
             log.warning("room %s: %s", self.room.name, result)
             self._change(timeline.with_status("missing", now_s, note=result), now_s)

@@ -35,6 +35,35 @@ from neonbar.tokens import load_secret, mint  # noqa: E402
 
 ROOM = "bar"
 
+SHORT_SCREENPLAY = """Title: Rainfall
+
+EXT. NEON STREET - NIGHT
+
+Rain runs down the signs. A courier sprints under the train line.
+
+COURIER
+Not tonight!
+
+She stops, laughs, and breathes slowly.
+"""
+
+
+def write_generated_scene(folder: Path, name: str = "rainfall", *, duration_s: float = 5.0,
+                          fps: int = 24, size: tuple[int, int] = (192, 108),
+                          seed: int = 3) -> Path:  # fmt: skip
+    """A short, small generated scene (spec + screenplay, the shipped format) in `folder`:
+    rendered by client/film in seconds, not minutes (about 4 frames a second on a busy box)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.fountain").write_text(SHORT_SCREENPLAY, encoding="utf-8")
+    spec = folder / f"{name}.toml"
+    spec.write_text(
+        f'title = "Rainfall"\nscreenplay = "{name}.fountain"\nduration_s = {duration_s}\n'
+        f'fps = {fps}\nlook = "teal_neon"\nsize = [{size[0]}, {size[1]}]\n\n'
+        f'[style]\nweather = "rain"\ntraffic = 2\nseed = {seed}\n',
+        encoding="utf-8",
+    )
+    return spec
+
 
 class Host:
     """The host: on its own loop and thread, sends playback ops and records the timeline."""
@@ -144,18 +173,8 @@ class WatchRig:
             self.client_env = {**self.env, "PANDA_PRC_PATH": str(prc)}
         else:
             self.client_env = dict(self.env)
-        clip = write_numbered_clip(workdir / "numbered.mp4", frames, fps, size)
-        from neonbar.scenes import import_clip
-
-        saved = os.environ.get("NEONBAR_SCENES")
-        os.environ["NEONBAR_SCENES"] = str(scenes)
-        try:
-            import_clip(clip, "Numbered", name="numbered")
-        finally:
-            if saved is None:
-                os.environ.pop("NEONBAR_SCENES", None)
-            else:
-                os.environ["NEONBAR_SCENES"] = saved
+        self.scenes = scenes
+        self.add_clip("numbered", frames, fps, size)
         data = workdir / "server"
         data.mkdir(exist_ok=True)
         self.server = _server(data, self.env)
@@ -166,12 +185,28 @@ class WatchRig:
         self.clients: dict[str, subprocess.Popen[str]] = {}
         self.started_s: dict[str, float] = {}
 
+    def add_clip(self, name: str, frames: int, fps: int = 24,
+                 size: tuple[int, int] = (320, 180)) -> Path:  # fmt: skip
+        """A numbered clip imported as scene `name` into the server's user scene folder."""
+        from neonbar.scenes import import_clip
+
+        clip = write_numbered_clip(self.workdir / f"{name}.mp4", frames, fps, size)
+        saved = os.environ.get("NEONBAR_SCENES")
+        os.environ["NEONBAR_SCENES"] = str(self.scenes)
+        try:
+            return import_clip(clip, name.title(), name=name).clip or clip
+        finally:
+            if saved is None:
+                os.environ.pop("NEONBAR_SCENES", None)
+            else:
+                os.environ["NEONBAR_SCENES"] = saved
+
     def token(self, role: str) -> str:
         return mint(self.secret, ROOM, role)
 
-    def choose(self, scene: str = "numbered") -> Timeline:
+    def choose(self, scene: str = "numbered", timeout_s: float = 30.0) -> Timeline:
         self.host.do("scene", scene=scene)
-        return self.host.wait(lambda t: t.scene == scene and t.status != "preparing")
+        return self.host.wait(lambda t: t.scene == scene and t.status != "preparing", timeout_s)
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.jsonl"
