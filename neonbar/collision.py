@@ -49,6 +49,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -600,7 +601,6 @@ class CollisionWorld:
                 stands is not pushed by one that walks into it. Default: shared equally.
         """
         p = _as_points(pos, "pos")
-        n = len(p)
         limit = self.radius_m if max_push_m is None else float(max_push_m)
         reach = 2 * self.radius_m
         i, j = _crowd_pairs(p, reach)
@@ -612,37 +612,10 @@ class CollisionWorld:
             w = np.maximum(np.asarray(yielding, dtype=_FLOAT), 0.0)
             both = w[i] + w[j]
             share_i = np.where(both > 0, w[i] / np.where(both > 0, both, 1.0), 0.5)
-        share_j = 1.0 - share_i
         x0, x1, y0, y1 = self.bounds_m
         q = p.copy()
-        for _ in range(iterations):
-            dx, dy = q[i, 0] - q[j, 0], q[i, 1] - q[j, 1]
-            dist = np.sqrt(dx * dx + dy * dy)
-            over = reach - dist
-            close = over > _SETTLED_M
-            if not close.any():
-                break
-            ii, jj, dx, dy, dist, over = (
-                i[close],
-                j[close],
-                dx[close],
-                dy[close],
-                dist[close],
-                over[close],
-            )
-            # Two avatars on the same spot: split them east-west, lower index to the east.
-            same = dist == 0
-            ux = np.where(same, 1.0, dx / np.where(same, 1.0, dist))
-            uy = np.where(same, 0.0, dy / np.where(same, 1.0, dist))
-            si, sj = share_i[close] * over, share_j[close] * over
-            count = np.bincount(ii, minlength=n) + np.bincount(jj, minlength=n)
-            scale = stiffness / np.maximum(count, 1)
-            q[:, 0] += (np.bincount(ii, ux * si, n) - np.bincount(jj, ux * sj, n)) * scale
-            q[:, 1] += (np.bincount(ii, uy * si, n) - np.bincount(jj, uy * sj, n)) * scale
-            # The outer walls take part in every pass (furniture only at the end): a crowd
-            # pressed against a wall spreads along it instead of into it.
-            np.clip(q[:, 0], x0, x1, out=q[:, 0])
-            np.clip(q[:, 1], y0, y1, out=q[:, 1])
+        _relax_pairs(q, i, j, share_i, 1.0 - share_i, reach, _SETTLED_M, int(iterations),
+                     float(stiffness), x0, x1, y0, y1)  # fmt: skip
         push = q - p
         size = np.sqrt(push[:, 0] * push[:, 0] + push[:, 1] * push[:, 1])
         push *= np.where(size > limit, limit / np.maximum(size, 1e-300), 1.0)[:, None]
@@ -793,3 +766,67 @@ def _crowd_pairs(p: Floats, reach: float) -> tuple[NDArray[np.intp], NDArray[np.
     dx, dy = p[i, 0] - p[j, 0], p[i, 1] - p[j, 1]
     close = dx * dx + dy * dy < reach * reach
     return i[close].astype(np.intp), j[close].astype(np.intp)
+
+
+@numba.njit(cache=True, nogil=True)
+def _relax_pairs(
+    q: Floats,
+    i: NDArray[np.int64],
+    j: NDArray[np.int64],
+    share_i: Floats,
+    share_j: Floats,
+    reach: float,
+    settled: float,
+    iterations: int,
+    stiffness: float,
+    x0: float,
+    x1: float,
+    y0: float,
+    y1: float,
+) -> None:
+    """The relaxation passes of `CollisionWorld.separate`, in place on `q`.
+
+    One loop over the pairs per pass instead of ~20 array operations, each of which costs a
+    pass over memory and Python's call overhead (8 passes at 1,000 avatars: 1.0 ms in numpy).
+    The arithmetic and the order of every sum are numpy's (`np.bincount` adds in pair order),
+    so the result is the same to the bit (tests/neonbar/test_collision.py checks it).
+    """
+    n = q.shape[0]
+    count = np.zeros(n, np.int64)
+    ax, bx = np.zeros(n), np.zeros(n)
+    ay, by = np.zeros(n), np.zeros(n)
+    for _ in range(iterations):
+        count[:] = 0
+        ax[:] = 0.0
+        bx[:] = 0.0
+        ay[:] = 0.0
+        by[:] = 0.0
+        close = False
+        for k in range(len(i)):
+            a, b = i[k], j[k]
+            dx, dy = q[a, 0] - q[b, 0], q[a, 1] - q[b, 1]
+            dist = np.sqrt(dx * dx + dy * dy)
+            over = reach - dist
+            if not over > settled:
+                continue
+            close = True
+            # Two avatars on the same spot: split them east-west, lower index to the east.
+            if dist == 0:
+                ux, uy = 1.0, 0.0
+            else:
+                ux, uy = dx / dist, dy / dist
+            si, sj = share_i[k] * over, share_j[k] * over
+            count[a] += 1
+            count[b] += 1
+            ax[a] += ux * si
+            bx[b] += ux * sj
+            ay[a] += uy * si
+            by[b] += uy * sj
+        if not close:
+            break
+        for v in range(n):
+            scale = stiffness / max(count[v], 1)
+            # The outer walls take part in every pass (furniture only at the end): a crowd
+            # pressed against a wall spreads along it instead of into it.
+            q[v, 0] = min(max(q[v, 0] + (ax[v] - bx[v]) * scale, x0), x1)
+            q[v, 1] = min(max(q[v, 1] + (ay[v] - by[v]) * scale, y0), y1)

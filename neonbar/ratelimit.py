@@ -36,7 +36,12 @@ class TokenBucket:
 
     def allow(self, now_s: float, cost: float = 1.0) -> bool:
         """Take `cost` tokens if there are enough; False (and take nothing) otherwise."""
-        self._refill(now_s)
+        # Called per message per invite: `_refill` inlined.
+        elapsed_s = now_s - self._updated_s
+        if elapsed_s > 0:
+            tokens = self._tokens + elapsed_s * self.rate_per_s
+            self._tokens = tokens if tokens < self.burst else self.burst
+            self._updated_s = now_s
         if self._tokens >= cost:
             self._tokens -= cost
             return True

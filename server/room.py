@@ -59,7 +59,7 @@ from neonbar.ratelimit import ConnectionLimits
 from neonbar.text import name_key
 from neonbar.tokens import TokenError, mint_resume, new_resume_nonce, verify
 from server.eventlog import RoomEventLog
-from server.identity import Identities, identity_key
+from server.identity import Identities, Identity, identity_key
 from server.metrics import ServerMetrics
 from server.movement import MoveValidator
 from server.snapshots import snapshot_head, snapshot_prefix, you_tails
@@ -211,6 +211,8 @@ class Session:
     avatar: Avatar
     limits: ConnectionLimits
     errors: int = 0
+    # The avatar's invite, looked up once: its budget is spent by every message.
+    identity: Identity | None = None
 
     @property
     def closing(self) -> bool:
@@ -587,9 +589,11 @@ class Room:
             self.close_session(session, CloseCode.FLOOD, "far over the rate limit")
             return
         if accepted:
-            key = session.avatar.identity
-            if key is not None:  # the invite's budget, over all its links
-                accepted = self.identities.get(key, now_s).throttle.allow(now_s)
+            identity = session.identity
+            if identity is None and session.avatar.identity is not None:
+                identity = session.identity = self.identities.get(session.avatar.identity, now_s)
+            if identity is not None:  # the invite's budget, over all its links
+                accepted = identity.throttle.allow(now_s)
         try:
             if not accepted:
                 raise ProtocolError(ErrorCode.RATE_LIMITED, "over the rate limit: dropped")

@@ -610,3 +610,55 @@ def test_a_move_aimed_dead_at_a_rounded_corner_goes_round_it() -> None:
     for _ in range(12):
         p = _move_and_check("bar", p, np.array([[0.3, 0.0]]))
     assert p[0, 0] > corner_x + 1.0, "held +x at the corner and never got round it"
+
+
+def _relax_reference(q, i, j, share_i, reach, settled, iterations, stiffness, bounds):  # type: ignore[no-untyped-def]
+    """The relaxation passes written as array operations: what `_relax_pairs` must equal."""
+    n = len(q)
+    share_j = 1.0 - share_i
+    x0, x1, y0, y1 = bounds
+    for _ in range(iterations):
+        dx, dy = q[i, 0] - q[j, 0], q[i, 1] - q[j, 1]
+        dist = np.sqrt(dx * dx + dy * dy)
+        over = reach - dist
+        close = over > settled
+        if not close.any():
+            break
+        ii, jj, dx, dy, dist, over = (
+            i[close],
+            j[close],
+            dx[close],
+            dy[close],
+            dist[close],
+            over[close],
+        )
+        same = dist == 0
+        ux = np.where(same, 1.0, dx / np.where(same, 1.0, dist))
+        uy = np.where(same, 0.0, dy / np.where(same, 1.0, dist))
+        si, sj = share_i[close] * over, share_j[close] * over
+        count = np.bincount(ii, minlength=n) + np.bincount(jj, minlength=n)
+        scale = stiffness / np.maximum(count, 1)
+        q[:, 0] += (np.bincount(ii, ux * si, n) - np.bincount(jj, ux * sj, n)) * scale
+        q[:, 1] += (np.bincount(ii, uy * si, n) - np.bincount(jj, uy * sj, n)) * scale
+        np.clip(q[:, 0], x0, x1, out=q[:, 0])
+        np.clip(q[:, 1], y0, y1, out=q[:, 1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_relaxation_equals_the_array_version_to_the_bit(seed: int) -> None:
+    from neonbar.collision import _SETTLED_M, _crowd_pairs, _relax_pairs
+
+    world = CollisionWorld(load_layout())
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 600))
+    # Dense clumps (many pairs, long relaxations), spread crowds and two on one spot.
+    p = rng.normal((0.0, -4.0), (0.6 + seed * 0.5, 0.6 + seed * 0.5), (n, 2))
+    p[1] = p[0]
+    reach = 2 * world.radius_m
+    i, j = _crowd_pairs(p, reach)
+    share_i = rng.uniform(0, 1, len(i)) if seed % 2 else np.full(len(i), 0.5)
+    want, got = p.copy(), p.copy()
+    _relax_reference(want, i, j, share_i, reach, _SETTLED_M, 8, 0.9, world.bounds_m)
+    _relax_pairs(got, i, j, share_i, 1.0 - share_i, reach, _SETTLED_M, 8, 0.9, *world.bounds_m)
+    assert len(i) > 0 and not np.array_equal(want, p)  # the case relaxes something
+    assert np.array_equal(got, want)

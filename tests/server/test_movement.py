@@ -183,3 +183,32 @@ def test_a_slow_walker_near_where_the_server_had_it_still_moves() -> None:
         pos = mv.validate(pos, claims, np.full(2, 0.05), ids)
         pos = mv.separate(pos, ids)
     assert pos[0, 0] == pytest.approx(0.29)
+
+
+def test_the_compiled_echo_check_equals_the_array_version() -> None:
+    from server.movement import _NEVER_CM, ECHO_CM, ECHO_TICKS, _repeats, _to_cm
+
+    rng = np.random.default_rng(7)
+    n, ids = 500, np.arange(10, 510)
+    claim_m = np.full((600, 2), np.nan)
+    claim_m[ids[:400]] = rng.uniform(-10, 10, (400, 2))  # the last 100: no claim yet
+    told = np.full((600, ECHO_TICKS, 2), _NEVER_CM, np.int32)
+    told[ids, : ECHO_TICKS // 2] = np.rint(rng.uniform(-10, 10, (n, ECHO_TICKS // 2, 2)) * 100)
+    target = claim_m[ids] + rng.normal(0, 0.1, (n, 2))
+    kind = rng.integers(0, 5, n)
+    target[kind == 0] = claim_m[ids][kind == 0]  # repeats
+    echo = kind == 1  # within a cm of something the server said
+    target[echo] = told[ids[echo], 3] / 100 + 0.01
+    target[kind == 2] = np.where(rng.random((int((kind == 2).sum()), 2)) < 0.5, np.nan, 1e9)
+    target = np.where(np.isnan(target) & (kind != 2)[:, None], 0.0, target)
+
+    # The rule as array operations (what the room did before it was compiled).
+    want = (target == claim_m[ids]).all(axis=1)
+    claim_cm = _to_cm(target)
+    jumped = np.abs(claim_cm - _to_cm(claim_m[ids])).max(axis=1) > ECHO_CM
+    off_cm = np.abs(claim_cm[:, None, :] - told[ids].astype(np.int64)).max(axis=2)
+    want |= jumped & (off_cm <= ECHO_CM).any(axis=1)
+
+    got = _repeats(target, claim_m, told, ids, ECHO_CM)
+    assert want.sum() > 100 and (~want).sum() > 100  # both kinds are in the case
+    assert np.array_equal(got, want)
