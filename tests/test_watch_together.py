@@ -4,7 +4,8 @@ Each client fetches the scene's media through the proxy into its own --data dir 
 drawn frame (--playback-log); the host's timeline history says which frame was due at each
 moment, and the server clock is known to ~0.1 ms (loopback pings), so each logged frame is
 checked against the frame due, and the clients against each other, after play, pause, seek and
-rate changes; a late joiner must be in sync within a second.
+rate changes; a late joiner must be in sync within a second. The same holds for a generated
+scene the server renders when it is chosen, and for the next scene, fetched ahead.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from watchfixtures import WatchRig
+from watchfixtures import WatchRig, write_generated_scene
 
 from neonbar.playback import frame_errors
 
 pytestmark = pytest.mark.render
 
 
-def errors_of(rig: WatchRig, name: str, settle_s: float = 0.6) -> np.ndarray:
-    """Errors of the frames drawn with the frame due in hand. Frames drawn while the decoder had
-    not reached it ("wait": the last one stays up) are decoding starvation on a busy machine, not
-    sync; they are counted apart (`waits_of`)."""
-    records = [r for r in rig.records(name) if r.get("act") != "wait"]
+def errors_of(rig: WatchRig, name: str, settle_s: float = 0.6,
+              scene: str | None = None) -> np.ndarray:  # fmt: skip
+    """Errors of the frames drawn with the frame due in hand (of one scene, if named). Frames
+    drawn while the decoder had not reached it ("wait": the last one stays up) are decoding
+    starvation on a busy machine, not sync; they are counted apart (`waits_of`)."""
+    records = [r for r in rig.records(name) if r.get("act") != "wait"
+               and (scene is None or r.get("scene") == scene)]  # fmt: skip
     pairs = frame_errors(records, rig.host.history, rig.host.server_offset_s, settle_s)
     return np.array(pairs, dtype=float).reshape(-1, 2)
 
@@ -151,3 +154,66 @@ def test_bots_with_play_start_the_scene_and_gather_at_the_screen(tmp_path, monke
         assert np.all(fleet.pos_m[:, 1] - np.array(start_y) > 6.0), (start_y, fleet.pos_m)
     finally:
         server.stop()
+
+
+def test_a_generated_scene_and_the_next_scene_fetched_ahead(tmp_path):
+    """The server renders the generated scene when the host chooses it (nobody ran `scene
+    render`); two clients fetch it through the proxy and show the same frame; the imported clip
+    after it is in both caches before the host switches, and is shown with no fetch at all."""
+    rig = WatchRig(tmp_path, frames=48, delay_s=0.03, jitter_s=0.02)
+    write_generated_scene(rig.scenes, "rainfall", duration_s=5.0)  # 120 frames, 192x108
+    rig.add_clip("reveal", 24 * 20)  # after rainfall in `scene list` order
+    try:
+        host = rig.host
+        host.do("scene", scene="rainfall")
+        ready = host.wait(lambda t: t.scene == "rainfall" and t.status != "preparing", 300)
+        assert (ready.status, ready.frames, ready.fps) == ("ready", 120, 24.0), ready.note
+        notes = [t.note for t in host.history.versions if t.status == "preparing"]
+        assert any("rendering 'Rainfall' on the server" in n for n in notes), notes
+        ahead = host.wait(lambda t: t.next_media is not None)
+        assert ahead.next_scene == "reveal"
+        rig.client("alice")
+        rig.client("bob", role="collaborator")
+        rig.wait_showing(["alice", "bob"], timeout_s=120)
+        for op, fields, hold_s in (
+            ("play", {}, 2.5),
+            ("seek", {"pos": 1.0}, 2.0),
+            ("pause", {}, 1.0),
+        ):
+            host.do(op, **fields)
+            time.sleep(hold_s)
+        # Both clients fetched the next scene's media while this one played, and verified it.
+        cached = {n: tmp_path / f"data-{n}" / "media" / f"{ahead.next_media}.mp4"
+                  for n in ("alice", "bob")}  # fmt: skip
+        end = time.monotonic() + 60
+        while not all(p.is_file() for p in cached.values()) and time.monotonic() < end:
+            time.sleep(0.2)
+        for path in cached.values():
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == ahead.next_media
+        connections = rig.proxy.connections  # the websockets and every ranged GET so far
+        host.do("next")
+        switched = host.wait(lambda t: t.scene == "reveal" and t.status != "preparing")
+        assert switched.media == ahead.next_media
+        host.do("play")
+        time.sleep(3.0)
+        rig.stop_clients()
+        assert rig.proxy.connections == connections  # the switch fetched nothing
+
+        for scene, least in (("rainfall", 60), ("reveal", 40)):
+            errors = {n: errors_of(rig, n, scene=scene) for n in ("alice", "bob")}
+            for name, err in errors.items():
+                within = np.mean(np.abs(err[:, 1]) <= 1) if len(err) else 0.0
+                assert len(err) > least and within >= 0.95, (scene, name, len(err), within)
+            drift = pairwise(errors["alice"], errors["bob"])
+            assert len(drift) > least // 2 and np.mean(np.abs(drift) <= 1) >= 0.95, (scene, drift)
+        for name in ("alice", "bob"):
+            assert waits_of(rig, name) <= 0.2, (name, waits_of(rig, name))
+            rows = rig.records(name)
+            # The generated scene's frames are not numbered: the indices uploaded are compared.
+            shown = {r["frame"] for r in rows if r.get("scene") == "rainfall" and r["frame"]}
+            assert len(shown) > 48, (name, len(shown))
+            assert any(r.get("scene") == "reveal" and r["frame"] is not None for r in rows)
+            media = tmp_path / f"data-{name}" / "media" / f"{ready.media}.mp4"
+            assert hashlib.sha256(media.read_bytes()).hexdigest() == ready.media
+    finally:
+        rig.close()
