@@ -451,7 +451,11 @@ class NeonBarApp:
 
         entry = (self.session.roster if self.session is not None else {}).get(avatar_id, {})
         fig = self.crowd.figure(avatar_id) if isinstance(avatar_id, int) else None
-        name = entry.get("name") or (self.name if avatar_id == self.you else f"#{avatar_id}")
+        # A leave arrives after the roster has let the avatar go: its name tag still knows.
+        tagged = fig.tag.node().getText() if fig is not None else ""
+        name = (
+            entry.get("name") or tagged or (self.name if avatar_id == self.you else f"#{avatar_id}")
+        )
         color = entry.get("color") or (fig.color if fig else "#ffffff")
         return name, hex_rgb(color)
 

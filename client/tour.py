@@ -31,8 +31,8 @@ TURN_DPS = 40.0  # average turn rate of a move (degrees per second)
 MAX_GLIDE_S = 7.0
 ANY_BUTTON_EVENT = "neonbar-tour-any-button"
 MIN_SCALE, MAX_SCALE = 0.4, 2.5  # how far a fitted opening may squeeze or stretch its shots
-TAG_NEAR_M = 3.0
-BODY_NEAR_M = 1.1
+TAG_NEAR_M = 3.0  # a name tag or a chat bubble nearer than this fills the top of the view
+BODY_NEAR_M = 1.7  # at 1.1 m, a patron walking in at the door still filled half the entrance
 
 
 @dataclass(frozen=True)
@@ -401,8 +401,9 @@ class FollowCamera:
 
 
 def clear_view(crowd: Any, camera_pos: Vec3, skip: int | None = None) -> None:
-    """Hide what would fill the lens: a name tag closer than TAG_NEAR_M, a figure closer than
-    BODY_NEAR_M (a flying camera passes people by; the player's own camera never gets so close).
+    """Hide what would fill the lens: a name tag or chat bubble closer than TAG_NEAR_M, a
+    figure closer than BODY_NEAR_M (a flying camera passes people by; the player's own camera
+    never gets so close).
     """
     cx, cy = camera_pos[0], camera_pos[1]
     for avatar_id, slot in list(crowd.slot_of.items()):
@@ -411,10 +412,12 @@ def clear_view(crowd: Any, camera_pos: Vec3, skip: int | None = None) -> None:
         if fig is None or pos is None or avatar_id == skip:
             continue
         d = math.hypot(pos[0] - cx, pos[1] - cy)
-        if d < TAG_NEAR_M:
-            fig.tag.hide()
-        elif fig.tag.isHidden():
-            fig.tag.show()
+        bubble = getattr(fig, "bubble", None)
+        for label in (fig.tag, bubble) if bubble is not None else (fig.tag,):
+            if d < TAG_NEAR_M:
+                label.hide()
+            elif label.isHidden():
+                label.show()
         if d < BODY_NEAR_M:
             fig.root.hide()
         elif fig.root.isHidden():

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -46,6 +46,8 @@ PREFERRED_SCENES = ("last_train", "neon_alley")  # a scene with a branch first
 PLAY_AT_S = 16.0  # the Director starts the scene once the tour has shown the bar
 TAIL_S = 3.0  # the film ends a moment after the last scene does
 WINDOW_STAY_S = 900.0  # patrons stay this long when the demo has a window
+INTERMISSION_S = 10.0  # with a window: the pause before the scene plays again
+PROJECTIONIST_STAY_S = 8.0  # long enough to join and start the scene, then gone
 DEFAULT_FPS = 24  # the scenes' own rate: every film frame shows a new scene frame
 
 
@@ -400,6 +402,27 @@ def _run_offscreen(
     return 0
 
 
+class Projection:
+    """Calls `start` at `first_s` seconds from now, then every `every_s`, until stopped."""
+
+    def __init__(self, start: Callable[[], None], first_s: float, every_s: float) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(start, first_s, every_s), name="projection", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, start: Callable[[], None], first_s: float, every_s: float) -> None:
+        t0, at = time.monotonic(), first_s
+        while not self._stop.wait(max(0.0, t0 + at - time.monotonic())):
+            start()
+            at += max(1.0, every_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 class _Closing(Exception):
     """SIGTERM to the demo: end the evening as if the window had been closed."""
 
@@ -459,17 +482,18 @@ def _run_window(
                 )
                 evening.spawn("bots", bots_args(evening.url, patron, args.bots, stay_s))
             # A projectionist (a host bot, no chatter; its own invite, because the Director's
-            # fixes the name "Director") starts the scene ...
+            # fixes the name "Director") starts the scene once the tour has shown the room,
+            # and again after each showing, so a window left open never shows a dark screen.
             projectionist = mint_invite(data_dir, evening.url, "host")
-            # ... once the tour has shown the room.
-            cue = threading.Timer(PLAY_AT_S, evening.spawn, args=(
-                "projectionist",
-                _neonbar("bots", "--server", evening.url, "--room", ROOM, "--count", "1",
-                         "--duration", str(stay_s), "--token", projectionist,
-                         "--chatty", "0", "--play", scene.name),
-            ))  # fmt: skip
-            cue.daemon = True
-            cue.start()
+            showing_s = scene.duration_s + scene.follow_on_s + INTERMISSION_S
+            cue = Projection(
+                lambda: evening.spawn("projectionist", _neonbar(
+                    "bots", "--server", evening.url, "--room", ROOM, "--count", "1",
+                    "--duration", str(PROJECTIONIST_STAY_S), "--token", projectionist,
+                    "--chatty", "0", "--play", scene.name, "--names", "Projectionist",
+                )),
+                first_s=PLAY_AT_S, every_s=showing_s,
+            )  # fmt: skip
             print(
                 "  Someone else on this machine joins while the window is open with:\n"
                 f"    neonbar invite --room {ROOM} --role collaborator --data {data_dir} "
@@ -493,7 +517,7 @@ def _run_window(
                     client, data_dir / "client.log", close_after_s=args.duration
                 )
             finally:
-                cue.cancel()
+                cue.stop()
             if status != 0:
                 raise UserError(
                     f"the client exited with status {status}: {evening.log_tail('client')}"

@@ -12,6 +12,7 @@ not frames per second: on a loaded two-core box the window may draw only a few f
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -235,6 +236,11 @@ def test_the_demo_window_tours_until_a_key_then_the_director_walks(
         assert [p for p in kids if _alive(p)] == [], "children outlived the demo"
         assert stderr.read_text().strip() == "", stderr.read_text()[-2000:]
     finally:
+        if demo.poll() is None:  # a failure above: let the demo stop its children first
+            kids = sorted(set(kids) | set(_children(demo.pid)))
+            demo.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                demo.wait(timeout=60)
         for pid in [demo.pid, *kids]:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
