@@ -199,8 +199,8 @@ class MediaLibrary:
             if self._closed:
                 raise MediaMissing("the server is shutting down")
             job = self._renders.get(need.path)
-            if job is not None and not (job.done() and job.exception() is not None):
-                return job, sentence  # running, or done (then the file is there)
+            if job is not None and not job.done():
+                return job, sentence  # another room asked first: one render for both
             job = Future()
             self._renders[need.path] = job
         # A daemon thread waits for the child: a render in progress never holds up shutdown.

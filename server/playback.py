@@ -107,9 +107,13 @@ class Playback(Feature):
                         now_s, scene=media.scene, title=media.title, media=media.sha256,
                         fps=media.fps, frames=media.frames, status="ready",
                     )  # fmt: skip
+        current = self.timeline
+        if current.status == "ready" and current.scene is not None:
+            following = current.next_scene or self._after(current.scene)
+            if following is not None and following != current.scene:
+                self.timeline = replace(current, next_scene=following, next_media=None)
+                self._look_ahead(following)
         self._save(now_s)
-        if self.timeline.status == "ready" and self.timeline.scene is not None:
-            self._look_ahead(self.timeline.next_scene or self._after(self.timeline.scene))
         log.info("room %s: timeline restored (%s at %.2f s, %s)", self.room.name,
                  self.timeline.scene, self.timeline.position(now_s),
                  "playing" if self.timeline.playing else "paused")  # fmt: skip
