@@ -133,3 +133,26 @@ def test_a_bad_stored_standing_is_skipped_not_fatal(tmp_path):
     assert second.room.identities.find("invite:zz") is None
     assert second.room.identities.find("invite:yy") is None
     second.join(mint(SECRET, "bar", "collaborator"), "ann")
+
+
+def test_a_kick_removes_one_avatar_the_invites_others_stay_and_resume(tmp_path):
+    """One invite shared by two people: the kicked one is out, the other one stays, may
+    resume (also after a restart), and nobody new joins with the invite."""
+    db = tmp_path / "n.db"
+    host_token, shared = mint(SECRET, "bar", "host"), mint(SECRET, "bar", "collaborator")
+    first = Life(db)
+    host, _ = first.join(host_token, "host")
+    kay, _ = first.join(shared, "kay")
+    lee, lee_link = first.join(shared, "lee")
+    first.send(host, {"t": "kick", "avatar": kay.avatar.id})
+    assert kay.avatar.id not in first.room.avatars and lee.avatar.id in first.room.avatars
+    assert not lee_link.closing
+    first.room.on_disconnect(lee)
+    back, _ = first.join(shared, "lee", resume=lee.avatar.resume_token)
+    assert back.avatar is lee.avatar
+    assert first.refused(shared, "newcomer") == CloseCode.KICKED
+
+    second = Life(db)
+    again, _ = second.join(shared, "lee", resume=lee.avatar.resume_token)
+    assert again.avatar.id == lee.avatar.id
+    assert second.refused(shared, "newcomer") == CloseCode.KICKED
