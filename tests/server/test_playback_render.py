@@ -271,3 +271,14 @@ def test_a_restarted_server_announces_the_next_scene_again(tmp_path, folders):
         assert (ahead.next_scene, ahead.next_media) == ("beta", second_sha)
     finally:
         second.stop()
+
+
+def test_neonbar_server_renders_unless_told_not_to():
+    from neonbar.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["server"]).no_render is False
+    assert parser.parse_args(["server", "--no-render"]).no_render is True
+    from server.room import RoomConfig
+
+    assert RoomConfig().render_scenes is False  # in-process servers (tests, tools) never render
