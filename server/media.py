@@ -190,11 +190,9 @@ class MediaLibrary:
     def _render(self, need: _RenderNeeded) -> tuple[Future[Path], str]:
         """Start (or join) the render of `need.spec` into the render cache."""
         spec = need.spec
-        w, h = spec.size
-        sentence = (
-            f"rendering {spec.title!r} on the server for the first time ({spec.frame_count} "
-            f"frames at {w}x{h}); it plays as soon as it is ready"
-        )
+        # Short: the strip under the big screen shows it on one line, between the title and who
+        # controls (~25 characters fit there).
+        sentence = "rendering on the server…"
         with self._lock:
             if self._closed:
                 raise MediaMissing("the server is shutting down")
@@ -206,7 +204,9 @@ class MediaLibrary:
         # A daemon thread waits for the child: a render in progress never holds up shutdown.
         threading.Thread(target=self._run_render, args=(spec, need.path, job),
                          name="neonbar-render", daemon=True).start()  # fmt: skip
-        log.info("rendering scene %s into %s", spec.name, need.path)
+        w, h = spec.size
+        log.info("rendering scene %s (%d frames at %dx%d) into %s", spec.name, spec.frame_count,
+                 w, h, need.path)  # fmt: skip
         return job, sentence
 
     def _run_render(self, spec: Any, out: Path, job: Future[Path]) -> None:
