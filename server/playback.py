@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
+from neonbar.errors import UserError
 from neonbar.playback import TIMELINE, Timeline
 from neonbar.protocol import SYSTEM, ErrorCode, ProtocolError
 from server.delivery import HttpReply, HttpRequest
@@ -207,8 +208,8 @@ class Playback(Feature):
             by: the avatar whose action this is, -1 for the server.
             autoplay: start playing as soon as the scene is ready.
         """
-        loaded = self.timeline.load(now_s, scene=scene, title=scene, media=None, fps=24.0,
-                                    frames=0, status="preparing", by=by)  # fmt: skip
+        loaded = self.timeline.load(now_s, scene=scene, title=_title_of(scene), media=None,
+                                    fps=24.0, frames=0, status="preparing", by=by)  # fmt: skip
         self._loads += 1
         load = self._loads
         self._autoplay = autoplay
@@ -306,6 +307,17 @@ def media_route_for(server: Any) -> Callable[[HttpRequest], HttpReply]:
 
     library = getattr(server, "media", None) or shared_library()
     return media_route(library, server.secret, room_allows, server.config.open_rooms)
+
+
+def _title_of(scene: str) -> str:
+    """The spec's title, for the strip while the media are prepared (a render takes minutes);
+    reading a spec is a small TOML file. An unknown scene keeps its name (it turns missing)."""
+    from neonbar.scenes import load_scene
+
+    try:
+        return load_scene(scene).title
+    except UserError:
+        return scene
 
 
 def _need(msg: dict[str, Any], field: str, op: str) -> Any:

@@ -93,6 +93,7 @@ def test_a_chosen_generated_scene_is_rendered_by_the_server_and_then_played(make
         await host.send({"t": "playback", "op": "scene", "scene": "rainfall"})
         await host.send({"t": "playback", "op": "play"})  # plays as soon as it is rendered
         note = await until(host, lambda t: t.status == "preparing" and bool(t.note))
+        assert note.title == "Rainfall"  # the spec's title while it renders, not its file name
         assert note.note == "rendering on the server…"
         ready = await until_acking(host, lambda t: t.status != "preparing", 240.0)
         await host.close()
