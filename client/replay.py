@@ -344,6 +344,9 @@ def _render(
         tour = Tour.for_layout(app.layout)
         if played_s is not None:
             tour = tour.fitted(played_s - start_s)
+            turn_s = scene_change_s(recording, played_s)
+            if turn_s is not None:  # the film watches the screen as the branch's choice begins
+                tour = tour.aligned_to_branch(turn_s - start_s)
         app.camera = TourCamera(  # type: ignore[assignment]
             rig, tour, clock=lambda: session.now_s, interruptible=False,
             crowd=app.crowd, you=lambda: session.you,
@@ -459,6 +462,20 @@ def scene_start_s(recording: Recording) -> float | None:
     """The local time a scene first played (with its media ready), or None."""
     for t_s, tl in timelines(recording):
         if tl.get("playing") and tl.get("media") and tl.get("status") not in ("missing",):
+            return t_s
+    return None
+
+
+def scene_change_s(recording: Recording, after_s: float) -> float | None:
+    """The local time the room first moved on from the scene playing at `after_s` to another
+    (a branch point's choice, the host's next scene), or None."""
+    first: Any = None
+    for t_s, tl in timelines(recording):
+        if t_s < after_s:
+            continue
+        if first is None:
+            first = tl.get("scene")
+        elif tl.get("scene") != first:
             return t_s
     return None
 

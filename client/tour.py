@@ -31,6 +31,8 @@ TURN_DPS = 40.0  # average turn rate of a move (degrees per second)
 MAX_GLIDE_S = 7.0
 ANY_BUTTON_EVENT = "neonbar-tour-any-button"
 MIN_SCALE, MAX_SCALE = 0.4, 2.5  # how far a fitted opening may squeeze or stretch its shots
+BRANCH_LEAD_S = 2.5  # the branch shot is on screen this long before the scene changes ...
+BRANCH_AFTER_S = 6.0  # ... and this long after, while the chosen continuation starts
 TAG_NEAR_M = 3.0  # a name tag or a chat bubble nearer than this fills the top of the view
 BODY_NEAR_M = 1.7  # at 1.1 m, a patron walking in at the door still filled half the entrance
 
@@ -205,6 +207,44 @@ class Tour:
             shots.pop()
         return Tour([], self.watch, self.glide_s)
 
+    def aligned_to_branch(self, turn_s: float) -> Tour:
+        """The same tour with "the branch" held across turn_s (tour time: the moment the room
+        moves on to the scene its branch point chose), from BRANCH_LEAD_S before it to
+        BRANCH_AFTER_S after, so the film watches the screen change.
+
+        The watch shots before it play once more between the opening and the branch (whole
+        cycles more when the turn is far off), squeezed or stretched to fit, the least wanted
+        left out when even squeezed they would not (the screen shot last); then the watch
+        cycle goes on as before. Unchanged when the tour has no branch shot or the turn
+        comes long before the watch shots begin.
+        """
+        names = [s.name for s in self.watch]
+        if "the branch" not in names:
+            return self
+        k = names.index("the branch")
+        held = replace(
+            self.watch[k], duration_s=max(self.watch[k].duration_s, BRANCH_LEAD_S + BRANCH_AFTER_S)
+        )
+        lead = list(self.watch[:k])
+        for _ in range(64):  # a whole cycle more when the turn is far off, a shot less when near
+            trial = Tour([*self.opening, *lead, held], self.watch, self.glide_s)
+            spans = trial._spans(trial.opening)
+            before = sum(g + d for g, d in spans[: len(self.opening)])
+            glides = sum(g for g, _ in spans[len(self.opening) :])
+            lead_held = sum(s.duration_s for s in lead)
+            room = turn_s - BRANCH_LEAD_S - before - glides  # what the lead shots may hold
+            if room > MAX_SCALE * lead_held + (0.0 if lead else MAX_GLIDE_S):
+                lead = [*self.watch, *lead]
+            elif lead and room < MIN_SCALE * lead_held:
+                lead.pop(_least_wanted(lead))
+            elif not lead:
+                return trial if room >= -MAX_GLIDE_S else self
+            else:
+                scale = room / lead_held
+                lead = [replace(s, duration_s=s.duration_s * scale) for s in lead]
+                return Tour([*self.opening, *lead, held], self.watch, self.glide_s)
+        return self
+
     def _spans(self, shots: list[Shot]) -> list[tuple[float, float]]:
         return [(self._glide_into(shots, k), s.duration_s) for k, s in enumerate(shots)]
 
@@ -266,6 +306,18 @@ class Tour:
         look = pos + _turn(d0, d1, u) * reach
         fov = prev.fov_deg + (shot.fov_deg - prev.fov_deg) * u
         return _v(pos), _v(look), fov
+
+
+DROP_FIRST = ("the branch", "the crowd watching", "the timeline")  # the screen stays longest
+
+
+def _least_wanted(shots: list[Shot]) -> int:
+    """The index of the shot to leave out first when a stretch of the tour is too short."""
+    for name in DROP_FIRST:
+        for k, shot in enumerate(shots):
+            if shot.name == name:
+                return k
+    return 0
 
 
 def _turn(a: np.ndarray, b: np.ndarray, u: float) -> np.ndarray:

@@ -162,7 +162,9 @@ def test_the_tour_glides_without_a_jump_and_stays_inside_the_bar() -> None:
     from neonbar.layout import load_layout
 
     layout = load_layout()
-    for tour in (Tour.for_layout(layout), Tour.for_layout(layout).fitted(16.0)):
+    fitted = Tour.for_layout(layout).fitted(16.0)
+    for tour in (Tour.for_layout(layout), fitted, fitted.aligned_to_branch(40.0),
+                 fitted.aligned_to_branch(95.0)):  # fmt: skip
         t = np.arange(0.0, tour.opening_s + 2 * tour.cycle_s, 1 / 24)
         pos = np.array([tour.at(x)[0] for x in t])
         look = np.array([tour.at(x)[1] for x in t])
@@ -187,6 +189,15 @@ def test_the_tour_glides_without_a_jump_and_stays_inside_the_bar() -> None:
     assert fitted.opening_s == pytest.approx(16.0)
     assert fitted.shot_at(0.0).name == "entrance" and fitted.shot_at(16.5).name == "the screen"
     assert Tour.for_layout(layout).fitted(1.5).shot_at(0.0).name == "the screen"
+    # The branch shot is held across the moment the room turns to the chosen scene, the
+    # screen shot still comes between, and the cycle goes on after.
+    for turn_s in (30.0, 40.0, 95.0):
+        aligned = fitted.aligned_to_branch(turn_s)
+        _, k, local, glide = aligned.shot_index(turn_s - 2.4)
+        assert aligned.opening[k].name == "the branch" and local >= glide, turn_s
+        assert aligned.shot_at(turn_s + 5.9).name == "the branch"
+        assert "the screen" in [s.name for s in aligned.opening[3:]]
+        assert aligned.shot_at(aligned.opening_s + 3.0).name == "the screen"
 
 
 def test_presenter_jumps_to_the_next_and_previous_strong_moment() -> None:
