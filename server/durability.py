@@ -29,7 +29,7 @@ from server.storage import AvatarRecord, PrunePolicy
 
 log = logging.getLogger("neonbar.server")
 
-SAVE_EVERY_TICKS = TICK_HZ  # positions are at most this old after a crash (1 s)
+SAVE_EVERY_TICKS = TICK_HZ  # positions are at most twice this old after a crash (2 s)
 PRUNE_EVERY_TICKS = 3600 * TICK_HZ
 ALIVE_KEY = "durability.alive_s"  # room state: the last second the room was known running
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
@@ -79,19 +79,22 @@ class Durability(Feature):
         self.room.events.commit()
 
     def on_tick(self, now_s: float) -> None:
-        """Each avatar's row once a second if it changed, a twentieth of them per tick (a
-        tick never pays for the whole room), and the room's heartbeat once a second."""
+        """Each avatar's row once a second if it changed, a twentieth of them built per tick
+        (a tick never pays for the whole room), and the room's heartbeat once a second.
+
+        The rows are committed once a second, with the heartbeat (or sooner, with any event
+        kept in between): one transaction of a thousand rows costs the storage thread far
+        less than twenty of fifty, each with its own fsync.
+        """
         room = self.room
         slot = room.tick % SAVE_EVERY_TICKS
-        if slot == 0:
-            room.events.write(("state", room.name, ALIVE_KEY, json.dumps(time.time())))
         ids = room._ids
-        before = room.events.pending_writes
         for aid in ids[ids % SAVE_EVERY_TICKS == slot].tolist():
             avatar = room.avatars.get(aid)
             if avatar is not None:
                 self._save(avatar)
-        if slot == 0 or room.events.pending_writes != before:
+        if slot == SAVE_EVERY_TICKS - 1:
+            room.events.write(("state", room.name, ALIVE_KEY, json.dumps(time.time())))
             room.events.commit()
         if room.tick % PRUNE_EVERY_TICKS == 0:
             self._prune()
