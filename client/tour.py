@@ -31,6 +31,7 @@ TURN_DPS = 40.0  # average turn rate of a move (degrees per second)
 MAX_GLIDE_S = 7.0
 ANY_BUTTON_EVENT = "neonbar-tour-any-button"
 MIN_SCALE, MAX_SCALE = 0.4, 2.5  # how far a fitted opening may squeeze or stretch its shots
+SCREEN_SHOTS = ("the screen", "the timeline", "the branch")  # shots that look at the film
 BRANCH_LEAD_S = 2.5  # the branch shot is on screen this long before the scene changes ...
 BRANCH_AFTER_S = 6.0  # ... and this long after, while the chosen continuation starts
 TAG_NEAR_M = 3.0  # a name tag or a chat bubble nearer than this fills the top of the view
@@ -425,7 +426,10 @@ class TourCamera:
         cam.lookAt(*look)
         self.rig.base.camLens.setFov(fov)
         if self.crowd is not None:
-            clear_view(self.crowd, pos, skip=self.you())
+            # Facing the screen, a chat bubble over someone's head would sit on the film (the
+            # chat feed still shows what they said).
+            on_screen = self.tour.shot_at(self.clock() - self.t0_s).name in SCREEN_SHOTS
+            clear_view(self.crowd, pos, skip=self.you(), bubbles=not on_screen)
 
 
 class FollowCamera:
@@ -452,10 +456,10 @@ class FollowCamera:
         self.rig.update(*where, dt_s, orbit_rad)
 
 
-def clear_view(crowd: Any, camera_pos: Vec3, skip: int | None = None) -> None:
+def clear_view(crowd: Any, camera_pos: Vec3, skip: int | None = None, bubbles: bool = True) -> None:
     """Hide what would fill the lens: a name tag or chat bubble closer than TAG_NEAR_M, a
     figure closer than BODY_NEAR_M (a flying camera passes people by; the player's own camera
-    never gets so close).
+    never gets so close); every chat bubble unless `bubbles`.
     """
     cx, cy = camera_pos[0], camera_pos[1]
     for avatar_id, slot in list(crowd.slot_of.items()):
@@ -466,7 +470,7 @@ def clear_view(crowd: Any, camera_pos: Vec3, skip: int | None = None) -> None:
         d = math.hypot(pos[0] - cx, pos[1] - cy)
         bubble = getattr(fig, "bubble", None)
         for label in (fig.tag, bubble) if bubble is not None else (fig.tag,):
-            if d < TAG_NEAR_M:
+            if d < TAG_NEAR_M or (label is bubble and not bubbles):
                 label.hide()
             elif label.isHidden():
                 label.show()

@@ -200,6 +200,37 @@ def test_the_tour_glides_without_a_jump_and_stays_inside_the_bar() -> None:
         assert aligned.shot_at(aligned.opening_s + 3.0).name == "the screen"
 
 
+def test_the_flying_camera_clears_what_would_fill_the_lens() -> None:
+    from types import SimpleNamespace
+
+    from client.tour import BODY_NEAR_M, TAG_NEAR_M, clear_view
+
+    class Node:
+        def __init__(self) -> None:
+            self.hidden = False
+
+        def hide(self) -> None:
+            self.hidden = True
+
+        def show(self) -> None:
+            self.hidden = False
+
+        def isHidden(self) -> bool:  # Panda3D's NodePath spelling
+            return self.hidden
+
+    where = {1: (0.5, 0.0), 2: (0.5 * (BODY_NEAR_M + TAG_NEAR_M), 0.0), 3: (9.0, 0.0)}
+    figs = [SimpleNamespace(tag=Node(), bubble=Node(), root=Node()) for _ in where]
+    crowd = SimpleNamespace(slot_of={a: a - 1 for a in where}, figures=figs,
+                            position=lambda a: where.get(a))  # fmt: skip
+    clear_view(crowd, (0.0, 0.0, 1.7))
+    assert [(f.root.hidden, f.tag.hidden, f.bubble.hidden) for f in figs] == [
+        (True, True, True), (False, True, True), (False, False, False)]  # fmt: skip
+    clear_view(crowd, (0.0, 0.0, 1.7), bubbles=False)  # facing the film: no bubble on it
+    assert figs[2].bubble.hidden and not figs[2].tag.hidden
+    clear_view(crowd, (1e9, 1e9, 0.0))  # the tour is over: everyone shows again
+    assert not any(n.hidden for f in figs for n in (f.tag, f.bubble, f.root))
+
+
 def test_presenter_jumps_to_the_next_and_previous_strong_moment() -> None:
     from client.presenter import JUMP_LEAD_S, next_moment
 
