@@ -8,9 +8,10 @@ the "watch" shots (the screen, the crowd watching it, the timeline under it) cyc
 end. `Tour.at(t_s)` is a pure function of time: a replay rendered twice frames the same way.
 
 `TourCamera` stands in for the app's `CameraRig` (same `update`/`toggle`/`first_person`): it
-flies the tour until someone presses any key, then hands the camera back to the rig, which
-glides from where the tour left it to behind the player's avatar. `FollowCamera` keeps the rig
-behind an avatar chosen by name (`neonbar replay --camera follow NAME`).
+flies the tour until someone presses any key (that key does nothing else), then hands the
+camera back to the rig, which glides from where the tour left it to behind the player's
+avatar. `FollowCamera` keeps the rig behind an avatar chosen by name (`neonbar replay --camera
+follow NAME`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ GLIDE_MPS = 2.7  # average speed of a longer move (smoothstep peaks at 1.5x)
 TURN_DPS = 40.0  # average turn rate of a move (degrees per second)
 MAX_GLIDE_S = 7.0
 ANY_BUTTON_EVENT = "neonbar-tour-any-button"
+TOUR_KEY_PREFIX = "neonbar-touring-"  # keys' own events while the tour flies: nobody listens
 MIN_SCALE, MAX_SCALE = 0.4, 2.5  # how far a fitted opening may squeeze or stretch its shots
 SCREEN_SHOTS = ("the screen", "the timeline", "the branch")  # shots that look at the film
 BRANCH_LEAD_S = 2.5  # the branch shot is on screen this long before the scene changes ...
@@ -376,10 +378,21 @@ class TourCamera:
             self._listen()
 
     def _listen(self) -> None:
+        # While the tour flies, every key's own event is renamed (prefixed), so the key that
+        # stops the tour does only that: a Space pressed to take over must not pause the
+        # scene for the whole room. The general button-down event is not prefixed.
         base = self.rig.base
         for thrower in base.buttonThrowers or ():
             thrower.node().setButtonDownEvent(ANY_BUTTON_EVENT)
+            thrower.node().setPrefix(TOUR_KEY_PREFIX)
         base.accept(ANY_BUTTON_EVENT, self._button)
+
+    def _release_keys(self) -> None:
+        base = self.rig.base
+        for thrower in base.buttonThrowers or ():
+            thrower.node().setButtonDownEvent("")
+            thrower.node().setPrefix("")
+        base.ignore(ANY_BUTTON_EVENT)
 
     def _button(self, button: str) -> None:
         if self.touring and not button.startswith(("mouse", "wheel")):
@@ -393,7 +406,7 @@ class TourCamera:
         self.rig.base.camLens.setFov(68)
         pos = self.rig.camera.getPos()
         self.rig._pos = np.array([pos.x, pos.y, pos.z])  # start the rig's easing from here
-        self.rig.base.ignore(ANY_BUTTON_EVENT)
+        self._release_keys()
         if self.crowd is not None:
             clear_view(self.crowd, (1e9, 1e9, 0.0), skip=self.you())  # show everyone again
         if self.on_interrupt is not None:

@@ -5,9 +5,10 @@ demo in a window on it (OpenGL through Mesa's GLX, llvmpipe on a machine without
 watches the session recording the Director's client writes as it happens (client/recording.py:
 an unbuffered file whose marks name the tour's shots and the moment it yields), types into the
 window with xdotool like a person would, and checks the story: the tour flies shot after shot
-with the Director standing still, one key (one the client binds to nothing) stops it and says
-so, and holding W then walks the Director forward. Every wait is bounded and counts records,
-not frames per second: on a loaded two-core box the window may draw only a few frames a second.
+with the Director standing still, one key stops it and says so without doing what that key
+does (C, which would raise a glass), holding W then walks the Director forward, and C cheers.
+Every wait is bounded and counts records, not frames per second: on a loaded two-core box the
+window may draw only a few frames a second.
 """
 
 from __future__ import annotations
@@ -149,6 +150,12 @@ def _tour_shots(rec: Recording | None) -> list[str]:
     return [text for _, text in marks if text.startswith("tour: ") and text != YIELD_MARK]
 
 
+def _cheers(rec: Recording | None) -> list[float]:
+    """When the Director's client sent a cheer."""
+    sent = rec.sent if rec is not None else []
+    return [t for t, msg in sent if msg.get("t") == "emote" and msg.get("emote") == "cheers"]
+
+
 def _yield_time(rec: Recording | None) -> float | None:
     return next((t for t, text in (rec.marks if rec else []) if text == YIELD_MARK), None)
 
@@ -196,7 +203,7 @@ def test_the_demo_window_tours_until_a_key_then_the_director_walks(
 
         window = _xdotool(x_display, "search", "--sync", "--name", "Neon Bar").split()[0]
         _xdotool(x_display, "windowfocus", "--sync", window)
-        _xdotool(x_display, "key", "x")  # a key the client binds to nothing: any key will do
+        _xdotool(x_display, "key", "c")  # C cheers: the key that stops the tour does only that
         rec = _wait_for(
             "yield to the keyboard", lambda: (r := _recording(session)) and _yield_time(r) and r,
             demo, timeout_s=90,
@@ -206,6 +213,7 @@ def test_the_demo_window_tours_until_a_key_then_the_director_walks(
         start = rec.local_at(t_yield)
         assert start is not None
         _wait_for("yield line", lambda: YIELD_LINE in stdout.read_text(), demo, timeout_s=30)
+        assert not _cheers(rec), "the key that stopped the tour also raised a glass"
 
         _xdotool(x_display, "keydown", "w")
         try:
@@ -224,6 +232,10 @@ def test_the_demo_window_tours_until_a_key_then_the_director_walks(
         dx, dy = rec.local_state[-1, 0] - start[0], rec.local_state[-1, 1] - start[1]
         facing = (-math.sin(start[2]), math.cos(start[2]))
         assert (dx * facing[0] + dy * facing[1]) > 0.8 * math.hypot(dx, dy), (dx, dy, start)
+
+        # Now the keys are the Director's: C raises a glass.
+        _xdotool(x_display, "key", "c")
+        _wait_for("cheer after the tour", lambda: _cheers(_recording(session)), demo, 60)
 
         # A SIGTERM ends the evening like closing the window: the recording is finished and
         # the server, the projectionist and the client are gone with the demo.
