@@ -91,7 +91,14 @@ class Playback(Feature):
         if restored.playing and pos >= saved.duration_s:
             restored = replace(restored, playing=False)
         self.timeline = restored
-        if restored.scene is not None and restored.status in ("ready", "preparing"):
+        if restored.scene is not None and restored.status == "preparing":
+            # Stopped while preparing (a render takes minutes): prepare it again, rendering
+            # if this server renders, and play it then if that was asked for.
+            self.switch_scene(restored.scene, now_s, autoplay=bool(state.get("autoplay")))
+            log.info("room %s: timeline restored, preparing %s again", self.room.name,
+                     restored.scene)  # fmt: skip
+            return
+        if restored.scene is not None and restored.status == "ready":
             # Served again only once hashed; do it now (once per room, at start) so the first
             # client asking for the media is not refused.
             try:
@@ -174,9 +181,11 @@ class Playback(Feature):
         if timeline.status != "ready":
             if op == "play" and timeline.status == "preparing":
                 self._autoplay = True  # starts as soon as the media is ready
+                self._save(now_s)  # even after a restart
                 return
             if op == "pause":
                 self._autoplay = False
+                self._save(now_s)
                 return
             raise ProtocolError(ErrorCode.BAD_STATE, timeline.note or "the scene is not ready",
                                 "playback")  # fmt: skip
@@ -261,7 +270,7 @@ class Playback(Feature):
         )  # fmt: skip
         if self._autoplay:
             ready = replace(ready, playing=True, pos_s=0.0, at_s=now_s)
-        self._autoplay = False
+        self._autoplay = False  # saved with the ready version below
         following = self._after(result.scene)
         if following is not None and following != result.scene:
             ready = replace(ready, next_scene=following, next_media=None)
@@ -293,7 +302,8 @@ class Playback(Feature):
         self.room.emit(TIMELINE, **timeline.to_wire())
 
     def _save(self, now_s: float) -> None:
-        state = {"timeline": self.timeline.to_wire(), "st": now_s, "wall_s": time.time()}
+        state = {"timeline": self.timeline.to_wire(), "st": now_s, "wall_s": time.time(),
+                 "autoplay": self._autoplay}  # fmt: skip
         self.room.storage.save_state(self.room.name, STATE_KEY, state)
 
 

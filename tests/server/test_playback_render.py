@@ -216,6 +216,19 @@ def test_a_branch_choice_is_announced_as_next_and_switched_to_through_the_public
     run(scenario())
 
 
+def _renders_of(spec_path: Path) -> list[int]:
+    """Pids of running `neonbar scene render` processes for this spec."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"render" in cmdline and str(spec_path).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
 def _get(url: str, sha256: str, token: str) -> tuple[int, bytes]:
     host, port = url.removeprefix("ws://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
@@ -283,3 +296,47 @@ def test_neonbar_server_renders_unless_told_not_to():
     from server.room import RoomConfig
 
     assert RoomConfig().render_scenes is False  # in-process servers (tests, tools) never render
+
+
+@pytest.mark.render
+def test_a_server_stopped_while_rendering_renders_again_after_a_restart(tmp_path, folders):
+    from netfixtures import ServerProcess
+
+    from neonbar.scenes import load_scene, render_path
+    from neonbar.tokens import load_secret, mint
+
+    write_generated_scene(folders["scenes"], "rainfall", duration_s=2.0)
+    data = tmp_path / "server"
+    data.mkdir()
+    first = ServerProcess(data, open_rooms=False)  # `neonbar server`: it renders
+    token = mint(load_secret(data, create=False), "bar", "host")
+
+    async def choose() -> None:
+        host = await RawClient.join(first.url, name="Host", token=token)
+        await host.send({"t": "playback", "op": "scene", "scene": "rainfall"})
+        await host.send({"t": "playback", "op": "play"})
+        await until(host, lambda t: t.note == "rendering on the server…", 30.0)
+        await host.close()
+
+    try:
+        run(choose())
+    finally:
+        first.stop()  # SIGTERM: the render stops with it
+    spec = load_scene("rainfall")
+    assert not render_path(spec).exists()
+    assert _renders_of(spec.path) == []  # no render outlives its server
+    second = ServerProcess(data, open_rooms=False)
+    try:
+
+        async def rejoin() -> tuple[Timeline, Timeline]:
+            host = await RawClient.join(second.url, name="Host", token=token)
+            welcome = Timeline.from_wire(host.welcome["timeline"])
+            ready = await until_acking(host, lambda t: t.status != "preparing", 240.0)
+            await host.close()
+            return welcome, ready
+
+        welcome, ready = run(rejoin(), timeout_s=300.0)
+        assert (welcome.scene, welcome.status) == ("rainfall", "preparing")
+        assert (ready.status, ready.frames, ready.playing) == ("ready", 48, True)
+    finally:
+        second.stop()
