@@ -295,9 +295,16 @@ def stage(
 
         cue = TourCue(app, mark=writer.mark if writer is not None else None,
                       caption=_has_window(app.base))  # fmt: skip
+
+        def playing() -> bool:
+            timeline = getattr(getattr(app, "watch", None), "timeline", None)
+            return bool(getattr(timeline, "playing", False)) and (
+                getattr(timeline, "status", "ready") == "ready"
+            )
+
         app.camera = TourCamera(
             app.camera, Tour.for_layout(app.layout), clock=app.clock,
-            crowd=app.crowd, you=lambda: app.you, on_interrupt=cue.yielded,
+            crowd=app.crowd, you=lambda: app.you, on_interrupt=cue.yielded, playing=playing,
         )  # fmt: skip
         closers.append(cue.destroy)
     if presenter:

@@ -365,8 +365,10 @@ class TourCamera:
         on_interrupt: Callable[[], None] | None = None,
         crowd: Any = None,
         you: Callable[[], int | None] = lambda: None,
+        playing: Callable[[], bool] | None = None,
     ) -> None:
         self.rig = rig
+        self.playing = playing  # live: once the scene plays, the opening gives way to it
         self.crowd = crowd
         self.you = you
         self.tour = tour
@@ -412,6 +414,16 @@ class TourCamera:
         if self.on_interrupt is not None:
             self.on_interrupt()
 
+    def _to_the_screen(self, t_s: float) -> float:
+        """The scene has started while the opening still flies (live, nobody knows when the
+        host will press play): glide from where the camera is to the watch shots now."""
+        pos, look, fov = self.tour.at(t_s)
+        here = Shot(self.tour.shot_at(t_s).name, 1e-3, pos, look, pos, look, fov)
+        self.tour = Tour([here], self.tour.watch, self.tour.glide_s)
+        self.playing = None
+        self.t0_s = self.clock()
+        return 0.0
+
     @property
     def first_person(self) -> bool:
         return bool(self.rig.first_person) and not self.touring
@@ -433,7 +445,10 @@ class TourCamera:
         if not self.touring:
             self.rig.update(x_m, y_m, yaw_rad, dt_s, orbit_rad)
             return
-        pos, look, fov = self.tour.at(self.clock() - self.t0_s)
+        t_s = self.clock() - self.t0_s
+        if self.playing is not None and t_s < self.tour.opening_s and self.playing():
+            t_s = self._to_the_screen(t_s)
+        pos, look, fov = self.tour.at(t_s)
         cam = self.rig.camera
         cam.setPos(*pos)
         cam.lookAt(*look)

@@ -200,6 +200,42 @@ def test_the_tour_glides_without_a_jump_and_stays_inside_the_bar() -> None:
         assert aligned.shot_at(aligned.opening_s + 3.0).name == "the screen"
 
 
+def test_the_live_tour_gives_way_to_the_scene_without_a_jump() -> None:
+    from types import SimpleNamespace
+
+    from client.tour import Tour, TourCamera
+    from neonbar.layout import load_layout
+
+    class Camera:
+        def __init__(self) -> None:
+            self.pos = (0.0, 0.0, 0.0)
+
+        def setPos(self, *xyz: float) -> None:  # Panda3D's NodePath spelling
+            self.pos = xyz
+
+        def lookAt(self, *xyz: float) -> None:
+            pass
+
+    now = [100.0]
+    lens = SimpleNamespace(setFov=lambda fov: None)
+    rig = SimpleNamespace(camera=Camera(), base=SimpleNamespace(camLens=lens))
+    started = [False]
+    tour = Tour.for_layout(load_layout())
+    cam = TourCamera(rig, tour, clock=lambda: now[0], interruptible=False,
+                     playing=lambda: started[0])  # fmt: skip
+    path, names = [], []
+    for k in range(24 * 20):
+        now[0] = 100.0 + k / 24
+        started[0] = k >= 24 * 7  # the host presses play 7 s in, in the middle of the opening
+        cam.update(0.0, 0.0, 0.0, 1 / 24)
+        path.append(cam.camera.pos)
+        names.append(cam.shot.name)
+    step = np.hypot(*np.diff(np.array(path), axis=0).T[:2])
+    assert step.max() < 6.0 / 24, "the camera jumped when the scene started"
+    assert names[24 * 6] in ("the bar", "entrance") and "the crowd" not in names[24 * 7 :]
+    assert names[24 * 7 + 24 * 8] == "the screen"  # within a glide of the scene starting
+
+
 def test_the_flying_camera_clears_what_would_fill_the_lens() -> None:
     from types import SimpleNamespace
 
