@@ -28,6 +28,7 @@ JUMP_LEAD_S = 1.5  # land a little before the moment, so the room sees it arrive
 MOMENTS = 6
 BAR_SORT = 12  # after the app's frame task (10): the timeline is current
 CUE_SORT = 13
+TOAST_Z = 0.7  # below the big timeline (aspect2d units)
 TOUR_CAPTION = "guided tour: {shot}  ·  press any key to take the controls"
 YOURS_TOAST = "the controls are yours: W A S D walk · right-drag looks · F1 keys"
 YIELD_MARK = "tour: yielded to the keyboard"
@@ -118,6 +119,10 @@ class Presenter:
         self._scene: str | None = None
         self.moments: list[float] = []
         self.root.hide()
+        # The toasts (the branch's choice, "the controls are yours") sat on the bar at 0.8.
+        toast = getattr(app.hud, "toast", None)
+        if toast is not None:
+            toast.setPos(0, TOAST_Z)
         self._events = DirectObject()
         if keys:
             for key in NEXT_KEYS:
