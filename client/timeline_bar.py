@@ -72,15 +72,25 @@ def status_line(timeline: Timeline, server_s: float, fetch_fraction: float | Non
                 problem: str | None = None) -> str:  # fmt: skip
     """The strip's middle line: state and time, e.g. '▶ 0:12 / 0:30  ×1.5'."""
     if problem:
-        return problem
+        return _fit(problem)
     if timeline.status != "ready":
-        return timeline.note or STATE_TEXT.get(timeline.status, timeline.status)
+        return _fit(timeline.note or STATE_TEXT.get(timeline.status, timeline.status))
     if fetch_fraction is not None:
         return f"fetching the scene… {fetch_fraction * 100:3.0f} %"
     pos = timeline.position(server_s)
     mark = "▶" if timeline.playing and not timeline.ended(server_s) else "❚❚"
     rate = f"  ×{timeline.rate:g}" if abs(timeline.rate - 1.0) > 1e-9 else ""
     return f"{mark} {fmt_clock(pos)} / {fmt_clock(timeline.duration_s)}{rate}"
+
+
+# The middle line shares the strip with the title and who controls: a server's note (a
+# render's error, say) is cut to what fits between them; the whole note is in the server log.
+STATUS_CHARS = 30
+
+
+def _fit(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= STATUS_CHARS else text[: STATUS_CHARS - 1].rstrip() + "…"
 
 
 @dataclass

@@ -239,6 +239,10 @@ def test_status_line_and_keys():
     assert status_line(t, 0.0).startswith("❚❚ 0:00")
     assert "fetching" in status_line(t, 0.0, fetch_fraction=0.4)
     assert status_line(Timeline(scene="x", status="preparing"), 0.0) == "preparing the scene…"
+    # A long note from the server (a render's error) is cut to fit between title and control.
+    long = Timeline(scene="x", status="missing", note="render failed: " + "error " * 30)
+    line = status_line(long, 0.0)
+    assert line.startswith("render failed: error") and line.endswith("…") and len(line) <= 30
 
     sent, toasts = [], []
     state = {"role": "viewer", "timeline": playing}
