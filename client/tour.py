@@ -132,10 +132,11 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
     watch = [
         Shot(
             # Between the lamp rows, off the middle: the rods of the lamps in line with the
-            # screen (over the middle tables) project beside the picture, not across it.
+            # screen (over the middle tables) project beside the picture, not across it. On
+            # the crowd shot's side: from the other, the glide went through the lamp at (0, 6).
             "the screen", 8.0,
-            at_screen(9.0, 3.4, 1.95), mid_look,
-            at_screen(8.4, 2.4, 1.85), mid_look,
+            at_screen(9.0, -3.4, 1.95), mid_look,
+            at_screen(8.4, -2.4, 1.85), mid_look,
             fov_deg=78,
         ),
         Shot(
@@ -152,8 +153,8 @@ def bar_shots(layout: Layout) -> tuple[list[Shot], list[Shot]]:
         ),
         Shot(
             "the branch", 7.0,
-            at_screen(9.0, -3.2, 1.5), low_look,
-            at_screen(8.2, -2.2, 1.6), low_look,
+            at_screen(9.0, 3.2, 1.5), low_look,
+            at_screen(8.2, 2.2, 1.6), low_look,
             fov_deg=70,
         ),
     ]  # fmt: skip

@@ -178,6 +178,11 @@ def test_the_tour_glides_without_a_jump_and_stays_inside_the_bar() -> None:
             np.abs(pos[:, 1]) < layout.half_y
         ).all()
         assert (pos[:, 2] > 0.5).all() and (pos[:, 2] < layout.wall_height_m).all()
+        # Never through a pendant lamp over a table (shade at 2.65-2.95 m, rod above it).
+        lamps = np.array([(c.cx, c.cy) for c in layout.circles if c.kind == "table"])
+        flat = np.hypot(pos[:, None, 0] - lamps[None, :, 0], pos[:, None, 1] - lamps[None, :, 1])
+        rise = np.maximum(0.0, 2.65 - pos[:, 2])[:, None]
+        assert np.hypot(flat, rise).min() > 1.0, "the camera flew through a lamp"
         for box in layout.boxes:  # never inside a pillar, the back bar, a booth ...
             inside = (
                 (np.abs(pos[:, 0] - box.cx) < box.hx + 0.3)
