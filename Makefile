@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/neonbar demo
+	@$(BIN)/neonbar demo
 
 # neonbar/ is typed strictly: it is the contract both sides and third-party tools build on.
 lint: $(STAMP)
