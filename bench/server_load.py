@@ -216,6 +216,7 @@ def measure_ours(
     clients: str,
     nice: int = 0,
     checkout: Path = REPO,
+    settle_s: float = 15.0,
 ) -> dict[str, Any]:
     # Two cores in all and the server needs one: raw clients fit in one process.
     processes = 1 if n <= 200 or clients == "raw" else 2
@@ -243,7 +244,11 @@ def measure_ours(
                     break  # no longer growing: measure what the server holds
                 time.sleep(0.5)
             ramp_s = time.monotonic() - ramp_started
-            time.sleep(3.0)  # let the join-event burst drain before measuring
+            # Every join is an event for everyone already in: a ramp of N is ~N²/2 event frames
+            # (1,000: half a million). The server paces them through each connection's bound,
+            # so they keep flowing for seconds after the last join; the window measures the
+            # room once they are through.
+            time.sleep(settle_s)
             load0 = loadavg()
             m0, c0, t0 = scrape(http_url), cpu_s(server.pid), time.monotonic()
             w0 = sum(cpu_s(w.pid) for w in workers)
@@ -761,6 +766,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--measure-s", type=float, default=10.0)
     parser.add_argument("--ramp-timeout-s", type=float, default=120.0)
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=15.0,
+        help="seconds between the last join and the window (the join events drain meanwhile)",
+    )
     parser.add_argument("--baseline-n", type=int, default=100)
     parser.add_argument(
         "--load-nice",
@@ -813,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.clients,
                 args.load_nice,
                 Path(args.server_checkout).resolve(),
+                args.settle_s,
             )
             print(f"# {n} avatars, run {k + 1}: {json.dumps(result)}", flush=True)
             runs.append(result)
