@@ -562,9 +562,17 @@ def _progress(total: int, label: str) -> Any:
 # ------------------------------------------------------------------------------------ CLI
 
 
+def _not_recorded_errors(record: logging.LogRecord) -> bool:
+    """The session's own error frames come through the client again as it replays: they
+    were news during the session (and are in the server's log), not now."""
+    return not record.getMessage().startswith("server error")
+
+
 def run(args: Any) -> int:
     """`neonbar replay SESSION --out F.mp4 [--camera tour|follow NAME] [--size WxH] [--fps N]`."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_recorded_errors)
     mode, name = parse_camera(args.camera)
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
