@@ -47,9 +47,20 @@ def hide_clutter(app: Any) -> None:
 
 
 def film_mode(app: Any) -> None:
-    """A clean frame for a rendered film, with the presenter's big timeline."""
+    """A clean frame for a rendered film, with the presenter's big timeline, and no toast for
+    the recording client's own error replies (a first make demo's film showed "over the rate
+    limit: dropped" across the screen at the branch: the server had dropped some inputs)."""
     hide_clutter(app)
     Presenter(app, keys=False)
+    handle = app._handle
+
+    def shown(msg: Any) -> None:
+        if isinstance(msg, dict) and msg.get("t") == "error":
+            log.info("not in the film: %s", msg.get("message"))
+            return
+        handle(msg)
+
+    app._handle = shown
 
 
 def strong_moments(scene: str | None, n: int = MOMENTS) -> list[float]:
