@@ -95,7 +95,7 @@ class RoomRecord:
 
 @dataclass(frozen=True)
 class AvatarRecord:
-    """An avatar as it is restored after a restart (position at most ~1 s old)."""
+    """An avatar as it is restored after a restart (position at most ~2 s old)."""
 
     room: str
     id: int
@@ -502,9 +502,14 @@ class SqliteStorage:
         return max(0, by_count, int(old or 0))
 
 
+# Made once: json.dumps with options builds an encoder per call, and a room's rows (a
+# thousand a second) are encoded on the storage thread while it holds the GIL.
+_ROW_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _avatar_row(a: AvatarRecord) -> tuple[Any, ...]:
     record = {"name": a.name, "color": a.color, "role": a.role, **a.extra}
-    text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    text = _ROW_JSON(record)
     return (a.room, a.id, a.nonce, text, a.x_cm, a.y_cm, a.yaw, a.input_seq, a.seen_s)
 
 
