@@ -433,7 +433,13 @@ async def _follow_script(
         writer.local(x, y, yaw, session.clock())
         await session.send_input()
         next_s += TICK_S
-        await asyncio.sleep(max(0.0, next_s - session.clock()))
+        delay_s = next_s - session.clock()
+        if delay_s < -TICK_S:
+            # Fell behind (a starved CPU): go on from now. Catching up would send every missed
+            # tick's input at once, a burst the server's rate limit refuses (inputs are
+            # absolute claims: only the newest matters).
+            next_s, delay_s = session.clock(), 0.0
+        await asyncio.sleep(max(0.0, delay_s))
 
 
 def _stood_enough(step: Step, waited_s: float, since_start_s: float) -> bool:

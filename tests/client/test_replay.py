@@ -304,3 +304,43 @@ def test_the_client_records_its_session_with_the_tour_and_presenter_on(tmp_path:
     assert rec.frames and len(rec.local_t_s) > 5
     assert rec.marks and rec.marks[-1][1] == "end"
     assert shot.is_file()
+
+
+def test_a_starved_recorder_does_not_burst_the_inputs_it_missed() -> None:
+    """After a stall the scripted client goes on from now: catching up would send every
+    missed tick's input at once, which the server's rate limit refuses."""
+    import asyncio
+
+    from client import recording
+
+    class StalledSession:
+        def __init__(self) -> None:
+            self.t0 = time.monotonic()
+            self.lost_s = 0.0  # time the process did not run
+            self.local_state = (0.0, 0.0, 0.0)
+            self.sent: list[float] = []
+
+        def clock(self) -> float:
+            return time.monotonic() - self.t0 + self.lost_s
+
+        def queue_message(self, msg: dict) -> None:
+            pass
+
+        async def send_input(self) -> None:
+            self.sent.append(self.clock())
+            if len(self.sent) == 5:
+                self.lost_s = 2.0  # the CPU is taken away for 2 s after the fifth input
+
+    class Writer:
+        def local(self, *args: float) -> None:
+            pass
+
+    session = StalledSession()
+    script = [recording.Step("wait", seconds=60.0)]
+    asyncio.run(recording._follow_script(session, Writer(), script, end_s=3.2))  # type: ignore[arg-type]
+    # 2 s without a tick, then one input per tick again: no second within the stall's end
+    # carries more than the 20 a second (+1 for the edge) the client sends when it is well.
+    after = [t for t in session.sent if t >= 2.0]
+    assert after, "the recorder stopped after the stall"
+    per_second = max(sum(1 for t in after if s <= t < s + 1.0) for s in after)
+    assert per_second <= 21
