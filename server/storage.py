@@ -129,6 +129,9 @@ class PrunePolicy:
 #   ("event", room, seq, st, wall_s, kind, body_json, frame)
 #   ("room", name, look)                       look changed
 #   ("avatar", AvatarRecord)                   insert or replace one avatar
+#   ("avatar_row", avatar_row(AvatarRecord))   the same, encoded by the caller (a room
+#                                              encodes its rows spread over its ticks, so
+#                                              the storage thread holds the GIL less)
 #   ("avatar_gone", room, id)
 #   ("state", room, key, value_json)           feature state (timeline, ...)
 #   ("prune", room, through_seq, kept_kinds)
@@ -455,7 +458,14 @@ class SqliteStorage:
                 "INSERT OR REPLACE INTO avatars "
                 "(room, id, nonce, record, x_cm, y_cm, yaw, input_seq, seen_s) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_avatar_row(w[1]) for w in run],
+                [avatar_row(w[1]) for w in run],
+            )
+        elif what == "avatar_row":
+            db.executemany(
+                "INSERT OR REPLACE INTO avatars "
+                "(room, id, nonce, record, x_cm, y_cm, yaw, input_seq, seen_s) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [w[1] for w in run],
             )
         elif what == "avatar_gone":
             db.executemany("DELETE FROM avatars WHERE room = ? AND id = ?", [w[1:] for w in run])
@@ -507,7 +517,8 @@ class SqliteStorage:
 _ROW_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _avatar_row(a: AvatarRecord) -> tuple[Any, ...]:
+def avatar_row(a: AvatarRecord) -> tuple[Any, ...]:
+    """An avatar as the avatars table stores it (the parameters of its INSERT)."""
     record = {"name": a.name, "color": a.color, "role": a.role, **a.extra}
     text = _ROW_JSON(record)
     return (a.room, a.id, a.nonce, text, a.x_cm, a.y_cm, a.yaw, a.input_seq, a.seen_s)
