@@ -7,6 +7,7 @@ import socket
 import statistics
 
 import msgpack
+import pytest
 from serverfixtures import RawClient, ServerThread, run
 
 from neonbar.protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
@@ -161,46 +162,26 @@ def test_fragmented_and_whole_frames_keep_their_order(server: ServerThread):
     run(scenario())
 
 
-def test_websocket_ping_frames_are_rate_limited_like_data(server: ServerThread):
+@pytest.mark.parametrize("control", ["ping", "pong"])
+def test_websocket_control_frames_are_rate_limited_like_data(server: ServerThread, control: str):
+    """Pings and unsolicited pongs (answers to nothing) spend the same tokens as messages."""
+
     async def scenario() -> None:
         calm = await RawClient.join(server.url, name="calm")
-        pinger = await RawClient.join(server.url, name="pinger")
+        flooder = await RawClient.join(server.url, name=f"{control}er")
+        send_control = getattr(flooder.ws, control)
 
         async def flood() -> None:
             try:
                 for i in range(20_000):
-                    await pinger.ws.ping(str(i).encode())  # control frames, not messages
+                    await send_control(str(i).encode())  # control frames, not messages
                     if i % 50 == 0:
                         await asyncio.sleep(0)
             except Exception:
                 pass  # closed by the server mid-flood
 
         task = asyncio.create_task(flood())
-        assert await pinger.closed(timeout_s=15) == CloseCode.FLOOD
-        await task
-        await calm.send({"t": "chat", "text": "still served"})
-        await calm.event("chat", text="still served")
-        await calm.close()
-
-    run(scenario())
-
-
-def test_unsolicited_pong_frames_are_rate_limited_like_pings(server: ServerThread):
-    async def scenario() -> None:
-        calm = await RawClient.join(server.url, name="calm")
-        ponger = await RawClient.join(server.url, name="ponger")
-
-        async def flood() -> None:
-            try:
-                for i in range(20_000):
-                    await ponger.ws.pong(str(i).encode())  # answers to nothing
-                    if i % 50 == 0:
-                        await asyncio.sleep(0)
-            except Exception:
-                pass  # closed by the server mid-flood
-
-        task = asyncio.create_task(flood())
-        assert await ponger.closed(timeout_s=15) == CloseCode.FLOOD
+        assert await flooder.closed(timeout_s=15) == CloseCode.FLOOD
         await task
         await calm.send({"t": "chat", "text": "still served"})
         await calm.event("chat", text="still served")
