@@ -148,7 +148,7 @@ class Durability(Feature):
                  "state": state, "connected": connected}  # fmt: skip
         row = AvatarRecord(room.name, aid, nonce, avatar.name, avatar.color, avatar.role,
                            x_cm, y_cm, yaw, input_seq, time.time(), extra)  # fmt: skip
-        room.events.write(("avatar_row", avatar_row(row)))  # encoded here, a few per tick
+        room.events.write(("avatar", avatar_row(row)))  # encoded here, a few per tick
 
     def _restore(self, record: AvatarRecord, away_since_s: float) -> None:
         """Put a stored avatar back in the room, away (as on_join places a new one)."""

@@ -128,10 +128,10 @@ class PrunePolicy:
 # A write is a tuple whose first item names it; `submit` takes a list of them.
 #   ("event", room, seq, st, wall_s, kind, body_json, frame)
 #   ("room", name, look)                       look changed
-#   ("avatar", AvatarRecord)                   insert or replace one avatar
-#   ("avatar_row", avatar_row(AvatarRecord))   the same, encoded by the caller (a room
-#                                              encodes its rows spread over its ticks, so
-#                                              the storage thread holds the GIL less)
+#   ("avatar", avatar_row(AvatarRecord))       insert or replace one avatar, encoded by the
+#                                              caller (a room encodes its rows spread over
+#                                              its ticks, so the storage thread holds the
+#                                              GIL less)
 #   ("avatar_gone", room, id)
 #   ("state", room, key, value_json)           feature state (timeline, ...)
 #   ("prune", room, through_seq, kept_kinds)
@@ -454,13 +454,6 @@ class SqliteStorage:
                 [(seq, room) for room, seq in top.items()],
             )
         elif what == "avatar":
-            db.executemany(
-                "INSERT OR REPLACE INTO avatars "
-                "(room, id, nonce, record, x_cm, y_cm, yaw, input_seq, seen_s) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [avatar_row(w[1]) for w in run],
-            )
-        elif what == "avatar_row":
             db.executemany(
                 "INSERT OR REPLACE INTO avatars "
                 "(room, id, nonce, record, x_cm, y_cm, yaw, input_seq, seen_s) "

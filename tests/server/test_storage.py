@@ -14,7 +14,7 @@ import pytest
 
 from neonbar.tokens import mint_resume, new_resume_nonce, read_resume
 from server.eventlog import RoomEventLog
-from server.storage import AvatarRecord, PrunePolicy, SqliteStorage, event_write
+from server.storage import AvatarRecord, PrunePolicy, SqliteStorage, avatar_row, event_write
 
 
 def stored(db: Path, room: str = "bar") -> list[tuple[int, str, str]]:
@@ -113,7 +113,8 @@ def test_avatars_and_feature_state_round_trip(tmp_path: Path):
     ann = AvatarRecord("bar", 3, "00" * 8, "Ann", "#ff00aa", "host", 120, -40, 1000, 77, 1e9,
                        {"muted": False, "drink": {"drink": "martini"}})  # fmt: skip
     bob = AvatarRecord("bar", 4, "11" * 8, "Bob", "#00ffaa", "viewer", 0, 0, 0, 0, 1e9)
-    store.submit([("avatar", ann), ("avatar", bob), ("avatar_gone", "bar", 4)], None)
+    store.submit([("avatar", avatar_row(ann)), ("avatar", avatar_row(bob)),
+                  ("avatar_gone", "bar", 4)], None)  # fmt: skip
     store.save_state("bar", "timeline", {"scene": "dust_storm", "playing": True})
     store.close()
     again = SqliteStorage(db)
